@@ -1,0 +1,48 @@
+# The course's two commands: `make lab` and `make test`. Both create .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+QUICK := GRU_COURSE_QUICK=1
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
+
+.PHONY: setup lab test unit nbtest run-notebook run-notebooks bench check clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(f"Python 3.11+ is needed, found {sys.version.split()[0]}" if sys.version_info < (3, 11) else 0)'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Everything: the environment self-check, unit tests, and every notebook executed in quick mode.
+test: $(STAMP)
+	$(QUICK) $(PY) -m utils.envcheck
+	$(QUICK) $(PY) -m pytest tests notebooks $(NBVAL) --ignore=notebooks/student
+
+unit: $(STAMP)
+	$(QUICK) $(PY) -m pytest tests
+
+# One notebook's tests in quick mode: make nbtest NB=notebooks/03_gru_scratch.ipynb
+nbtest: $(STAMP)
+	$(QUICK) $(PY) -m pytest $(NBVAL) $(NB)
+
+# Execute a notebook in full mode and store its outputs (one full run at a time on this machine).
+run-notebook: $(STAMP)
+	$(PY) -m utils.notebooks run $(NB)
+
+run-notebooks: $(STAMP)
+	$(PY) -m utils.notebooks run notebooks/[0-9]*.ipynb
+
+check: $(STAMP)
+	$(PY) -m utils.envcheck
+
+clean-venv:
+	rm -rf $(VENV)

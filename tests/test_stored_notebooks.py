@@ -1,0 +1,38 @@
+"""The chapters as stored in git: what a reader opens on the web without running anything."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from utils.notebooks import first_code_cell, setup_cell_source
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+MAX_BYTES = 1024 * 1024
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no notebooks/NN_*.ipynb found"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_is_stored_from_one_full_run(path):
+    assert path.stat().st_size < MAX_BYTES, f"{path.name}: {path.stat().st_size / 1024:.0f} KB, keep under 1 MB"
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [cell for cell in nb.cells if cell.cell_type == "code" and cell.source.strip()]
+    counts = [cell.execution_count for cell in code]
+    assert counts == list(range(1, len(code) + 1)), f"{path.name}: not executed top to bottom in one run: {counts}"
+    errors = [out for cell in code for out in cell.outputs if out.output_type == "error"]
+    assert not errors, f"{path.name}: stored error {errors[0].ename}: {errors[0].evalue}"
+    text = "".join(out.get("text", "") for cell in code for out in cell.outputs if out.output_type == "stream")
+    assert "mode: quick" not in text, f"{path.name}: stored from a quick run; store a full run"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_starts_with_a_title_and_the_colab_setup_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert first_code_cell(nb).source == setup_cell_source(), (
+        f"{path.name}: run `python -m utils.notebooks sync-setup-cell {path.relative_to(ROOT)}`")
