@@ -1,0 +1,68 @@
+"""Train a character language model on the Time Machine and measure it: one function for every chapter
+that compares models (scratch against concise, RNN against GRU, gate ablations, hyperparameter sweeps).
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import d2l.torch as d2l
+from torch import nn
+
+from utils.training import TrainingResult, fit, perplexity, seed_everything
+
+PREFIXES = ("time traveller", "it has")
+
+
+@dataclass
+class LanguageModelRun:
+    """One trained language model and what was measured on it.
+
+    ``val_perplexity`` is token-weighted over the validation split (:func:`utils.training.perplexity`);
+    ``train_perplexity`` is d2l's last plotted training value; ``samples`` maps each prefix to the
+    greedy continuation the model predicts.
+    """
+
+    name: str
+    model: d2l.RNNLMScratch
+    result: TrainingResult
+    val_perplexity: float
+    num_params: int
+    samples: dict = field(default_factory=dict)
+
+    @property
+    def train_perplexity(self) -> float:
+        return self.result.final("train_ppl")
+
+    def row(self) -> dict:
+        """A flat dict for a pandas table."""
+        return {"model": self.name, "train ppl": self.train_perplexity, "val ppl": self.val_perplexity,
+                "s/epoch": self.result.seconds_per_epoch, "tokens/s": self.result.tokens_per_second,
+                "params": self.num_params, **{f"sample '{p}'": s for p, s in self.samples.items()}}
+
+
+def language_model(rnn: nn.Module, vocab_size: int, lr: float) -> d2l.RNNLMScratch:
+    """Wrap a recurrent layer in d2l's language model: ``d2l.RNNLM`` for a concise ``d2l.RNN`` (which
+    holds a ``torch.nn`` recurrent layer), ``d2l.RNNLMScratch`` for a from-scratch layer."""
+    if isinstance(rnn, d2l.RNN):
+        return d2l.RNNLM(rnn, vocab_size=vocab_size, lr=lr)
+    for attribute in ("num_hiddens", "sigma"):
+        if not hasattr(rnn, attribute):
+            raise TypeError(f"{type(rnn).__name__} cannot serve as the rnn of d2l.RNNLMScratch: "
+                            f"it has no attribute {attribute!r}")
+    return d2l.RNNLMScratch(rnn, vocab_size=vocab_size, lr=lr)
+
+
+def train_language_model(name: str, make_rnn: Callable[[int], nn.Module], data, *, lr: float,
+                         max_epochs: int, gradient_clip_val: float = 1.0, seed: int = 0,
+                         prefixes=PREFIXES, num_preds: int = 50, display: bool = True) -> LanguageModelRun:
+    """Seed, build ``make_rnn(vocab_size)`` inside a d2l language model, train it with d2l's Trainer on
+    ``data`` (a :class:`utils.data.TimeMachine`), and measure it.
+    """
+    seed_everything(seed)
+    vocab_size = len(data.vocab)
+    model = language_model(make_rnn(vocab_size), vocab_size, lr)
+    trainer = d2l.Trainer(max_epochs=max_epochs, gradient_clip_val=gradient_clip_val)
+    result = fit(model, data, trainer, ylabel="perplexity", display=display)
+    samples = {prefix: model.predict(prefix, num_preds, data.vocab) for prefix in prefixes}
+    return LanguageModelRun(name=name, model=model, result=result,
+                            val_perplexity=perplexity(model, data.val_dataloader()),
+                            num_params=sum(p.numel() for p in model.parameters()), samples=samples)
