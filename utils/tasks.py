@@ -1,0 +1,75 @@
+"""Synthetic sequence tasks with a known long-range dependency, generated from a seed.
+
+Each task returns a :class:`SequenceTask` with batch-first tensors ``X`` of shape ``(N, T, num_inputs)``
+and targets ``y``; models of the course are time-major, which :mod:`utils.sequence_models` handles.
+"""
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SequenceTask:
+    """Inputs ``X`` of shape ``(N, T, num_inputs)``, targets ``y`` of shape ``(N,)`` (class indices,
+    ``kind='classification'``) or ``(N, num_outputs)`` (``kind='regression'``)."""
+
+    name: str
+    X: torch.Tensor
+    y: torch.Tensor
+    kind: str
+    num_outputs: int
+
+    @property
+    def num_inputs(self) -> int:
+        return self.X.shape[-1]
+
+    @property
+    def seq_len(self) -> int:
+        return self.X.shape[1]
+
+    def split(self, num_train: int) -> tuple["SequenceTask", "SequenceTask"]:
+        """The first ``num_train`` examples and the rest, as two tasks."""
+        if not 0 < num_train < len(self.X):
+            raise ValueError(f"num_train must be in 1..{len(self.X) - 1}, got {num_train}")
+        head = SequenceTask(self.name, self.X[:num_train], self.y[:num_train], self.kind, self.num_outputs)
+        tail = SequenceTask(self.name, self.X[num_train:], self.y[num_train:], self.kind, self.num_outputs)
+        return head, tail
+
+
+def recall_task(num_samples: int, seq_len: int, position: int = 0, num_symbols: int = 8,
+                seed: int = 0) -> SequenceTask:
+    """Random one-hot symbols; the target is the symbol seen at step ``position``.
+
+    Every other symbol is noise, so a model must keep one early input for ``seq_len - position`` steps and
+    ignore the rest. Chance accuracy is ``1 / num_symbols``.
+    """
+    if not 0 <= position < seq_len:
+        raise ValueError(f"position must be in 0..{seq_len - 1} for seq_len={seq_len}, got {position}")
+    if num_symbols < 2:
+        raise ValueError(f"num_symbols must be at least 2, got {num_symbols}")
+    generator = torch.Generator().manual_seed(seed)
+    symbols = torch.randint(0, num_symbols, (num_samples, seq_len), generator=generator)
+    X = torch.nn.functional.one_hot(symbols, num_symbols).float()
+    return SequenceTask(f"recall@{position} (T={seq_len})", X, symbols[:, position], "classification", num_symbols)
+
+
+def adding_problem(num_samples: int, seq_len: int, seed: int = 0) -> SequenceTask:
+    """Hochreiter and Schmidhuber's adding problem: each step holds a value from U(0, 1) and a marker;
+    exactly two steps are marked, one in each half, and the target is the sum of their values.
+
+    Predicting the mean (1.0) gives a mean squared error of about 1/6; solving it gives near 0.
+    """
+    if seq_len < 2:
+        raise ValueError(f"seq_len must be at least 2, got {seq_len}")
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(num_samples, seq_len, generator=generator)
+    half = seq_len // 2
+    first = torch.randint(0, half, (num_samples,), generator=generator)
+    second = torch.randint(half, seq_len, (num_samples,), generator=generator)
+    markers = torch.zeros(num_samples, seq_len)
+    rows = torch.arange(num_samples)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    X = torch.stack([values, markers], dim=-1)
+    y = (values[rows, first] + values[rows, second]).unsqueeze(-1)
+    return SequenceTask(f"adding (T={seq_len})", X, y, "regression", 1)
