@@ -43,6 +43,9 @@ class GRUScratch(d2l.Module):
     def __init__(self, num_inputs, num_hiddens, sigma=0.01, *, reset_gate=True, update_gate=True,
                  reset_after=False):
         super().__init__()
+        for name, size in (("num_inputs", num_inputs), ("num_hiddens", num_hiddens)):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"GRUScratch expects {name} to be a positive int, got {size!r}")
         if reset_after and not reset_gate:
             raise ValueError("reset_after=True places the reset gate after the hidden matmul, so it needs "
                              "reset_gate=True; got reset_gate=False")
@@ -69,6 +72,7 @@ class GRUScratch(d2l.Module):
         ``Z`` or ``R`` (broadcastable to ``(B, num_hiddens)``), when given, replace the computed gate:
         this is how the course sets gates by hand.
         """
+        self._check_forced_gates(Z, R)
         if self.update_gate and Z is None:
             Z = torch.sigmoid(X @ self.W_xz + H @ self.W_hz + self.b_z)
         if self.reset_gate and R is None:
@@ -87,8 +91,8 @@ class GRUScratch(d2l.Module):
         ``(B, num_hiddens)`` or None for zeros. Returns ``(outputs, H)`` with ``outputs`` of shape
         ``(T, B, num_hiddens)`` and the final state ``H`` of shape ``(B, num_hiddens)``.
 
-        ``Z`` and ``R``, when given, hold forced gate values indexed by time: ``Z[t]`` must broadcast to
-        ``(B, num_hiddens)``.
+        ``Z`` and ``R``, when given, hold forced gate values indexed by time: a tensor of shape ``(T, ...)``
+        whose ``Z[t]`` broadcasts to ``(B, num_hiddens)``, e.g. ``(T, 1, 1)`` or ``(T, B, num_hiddens)``.
         """
         H = self._check(inputs, H, Z, R)
         outputs = []
@@ -108,8 +112,16 @@ class GRUScratch(d2l.Module):
         return {name: torch.stack([getattr(s, name) for s in steps])
                 for name in GRUStep._fields if getattr(steps[0], name) is not None}
 
+    def _check_forced_gates(self, Z, R):
+        """A forced gate needs the gate to exist: forcing a missing gate would be silently ignored."""
+        for name, forced, present, gate in (("Z", Z, self.update_gate, "update"),
+                                            ("R", R, self.reset_gate, "reset")):
+            if forced is not None and not present:
+                raise ValueError(f"forced {name} given, but this GRUScratch has no {gate} gate "
+                                 f"({gate}_gate=False)")
+
     def _check(self, inputs, H, Z=None, R=None):
-        """Validate shapes; return the initial state (zeros when ``H`` is None)."""
+        """Validate the shapes of a sequence call; return the initial state (zeros when ``H`` is None)."""
         expected = f"(T, B, {self.num_inputs})"
         if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
             got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
@@ -120,17 +132,28 @@ class GRUScratch(d2l.Module):
         T, B = inputs.shape[0], inputs.shape[1]
         if T == 0:
             raise ValueError("GRUScratch got an empty sequence (T = 0)")
+        self._check_forced_gates(Z, R)
+        for name, forced in (("Z", Z), ("R", R)):
+            if forced is None:
+                continue
+            shape = tuple(forced.shape) if isinstance(forced, torch.Tensor) else None
+            if shape is None or len(shape) == 0 or shape[0] != T:
+                raise ValueError(f"forced {name} must be a tensor with one entry per time step, shape "
+                                 f"({T}, ...), got {shape if shape is not None else type(forced).__name__}")
+            try:
+                torch.broadcast_shapes(shape[1:], (B, self.num_hiddens))
+            except RuntimeError:
+                raise ValueError(f"forced {name}[t] must broadcast to ({B}, {self.num_hiddens}) "
+                                 f"(batch, num_hiddens); {name} has shape {shape}") from None
+            if len(shape[1:]) > 2:
+                raise ValueError(f"forced {name} must have at most 3 dimensions (T, B, num_hiddens), "
+                                 f"got shape {shape}")
         if H is None:
             return torch.zeros((B, self.num_hiddens), device=inputs.device, dtype=inputs.dtype)
-        if tuple(H.shape) != (B, self.num_hiddens):
+        if not isinstance(H, torch.Tensor) or tuple(H.shape) != (B, self.num_hiddens):
+            got = tuple(H.shape) if isinstance(H, torch.Tensor) else type(H).__name__
             raise ValueError(f"GRUScratch expects a state H of shape ({B}, {self.num_hiddens}) "
-                             f"(batch, num_hiddens), got {tuple(H.shape)}")
-        for name, forced, present in (("Z", Z, self.update_gate), ("R", R, self.reset_gate)):
-            if forced is not None and not present:
-                raise ValueError(f"forced {name} given, but this GRUScratch has no "
-                                 f"{'update' if name == 'Z' else 'reset'} gate")
-            if forced is not None and len(forced) != T:
-                raise ValueError(f"forced {name} must have one entry per time step ({T}), got {len(forced)}")
+                             f"(batch, num_hiddens), got {got}")
         return H
 
     @classmethod
