@@ -1,0 +1,75 @@
+"""The LSTM as a baseline for the GRU: ``LSTMScratch`` (d2l's equations, from scratch) and ``LSTM``
+(``torch.nn.LSTM`` in d2l's concise wrapper; d2l 1.0.3 ships no LSTM class).
+
+For ``X_t`` of shape ``(B, num_inputs)`` and the state ``(H_{t-1}, C_{t-1})``, each ``(B, num_hiddens)``::
+
+    I_t = sigmoid(X_t W_xi + H_{t-1} W_hi + b_i)      # input gate
+    F_t = sigmoid(X_t W_xf + H_{t-1} W_hf + b_f)      # forget gate
+    O_t = sigmoid(X_t W_xo + H_{t-1} W_ho + b_o)      # output gate
+    C~_t = tanh(X_t W_xc + H_{t-1} W_hc + b_c)        # input node
+    C_t = F_t * C_{t-1} + I_t * C~_t                  # memory cell
+    H_t = O_t * tanh(C_t)                             # hidden state
+"""
+import d2l.torch as d2l
+import torch
+from torch import nn
+
+
+class LSTMScratch(d2l.Module):
+    """An LSTM layer from scratch; works as the ``rnn`` of ``d2l.RNNLMScratch``.
+
+    Parameters ``W_x*`` ``(num_inputs, num_hiddens)``, ``W_h*`` ``(num_hiddens, num_hiddens)``, ``b_*``
+    ``(num_hiddens,)`` for ``*`` in ``i``, ``f``, ``o``, ``c``; weights from ``N(0, sigma^2)``, biases zero.
+    """
+
+    def __init__(self, num_inputs, num_hiddens, sigma=0.01):
+        super().__init__()
+        self.save_hyperparameters()
+
+        def triple():
+            return (nn.Parameter(torch.randn(num_inputs, num_hiddens) * sigma),
+                    nn.Parameter(torch.randn(num_hiddens, num_hiddens) * sigma),
+                    nn.Parameter(torch.zeros(num_hiddens)))
+
+        self.W_xi, self.W_hi, self.b_i = triple()  # input gate
+        self.W_xf, self.W_hf, self.b_f = triple()  # forget gate
+        self.W_xo, self.W_ho, self.b_o = triple()  # output gate
+        self.W_xc, self.W_hc, self.b_c = triple()  # input node
+
+    def forward(self, inputs, state=None):
+        """``inputs`` of shape ``(T, B, num_inputs)``, ``state`` a pair ``(H, C)`` of ``(B, num_hiddens)``
+        tensors or None for zeros. Returns ``(outputs (T, B, num_hiddens), (H, C))``."""
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[-1] != self.num_inputs:
+            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ValueError(f"LSTMScratch expects time-major inputs of shape (T, B, {self.num_inputs}), got {got}")
+        B = inputs.shape[1]
+        if state is None:
+            zeros = torch.zeros((B, self.num_hiddens), device=inputs.device, dtype=inputs.dtype)
+            state = (zeros, zeros)
+        if (not isinstance(state, tuple) or len(state) != 2
+                or any(tuple(s.shape) != (B, self.num_hiddens) for s in state)):
+            raise ValueError(f"LSTMScratch expects a state (H, C) of two ({B}, {self.num_hiddens}) tensors")
+        H, C = state
+        outputs = []
+        for X in inputs:
+            I = torch.sigmoid(X @ self.W_xi + H @ self.W_hi + self.b_i)
+            F = torch.sigmoid(X @ self.W_xf + H @ self.W_hf + self.b_f)
+            O = torch.sigmoid(X @ self.W_xo + H @ self.W_ho + self.b_o)
+            C_tilde = torch.tanh(X @ self.W_xc + H @ self.W_hc + self.b_c)
+            C = F * C + I * C_tilde
+            H = O * torch.tanh(C)
+            outputs.append(H)
+        return torch.stack(outputs), (H, C)
+
+
+class LSTM(d2l.RNN):
+    """A one-layer ``torch.nn.LSTM`` in d2l's concise wrapper: works as the ``rnn`` of ``d2l.RNNLM``.
+
+    ``forward(inputs (T, B, num_inputs), state=None)`` returns ``(outputs (T, B, num_hiddens), (H, C))``
+    with ``H`` and ``C`` of shape ``(1, B, num_hiddens)``.
+    """
+
+    def __init__(self, num_inputs, num_hiddens):
+        d2l.Module.__init__(self)
+        self.save_hyperparameters()
+        self.rnn = nn.LSTM(num_inputs, num_hiddens)
