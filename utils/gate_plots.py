@@ -1,0 +1,46 @@
+"""Heatmaps of a GRU's gates along a text, one column per character: where the model keeps its state
+(update gate ``Z`` near 1 in d2l's convention) and where it resets it (reset gate ``R`` near 0)."""
+import numpy as np
+import torch
+from matplotlib import pyplot as plt
+
+GATE_TITLES = {"Z": "update gate $Z_t$ (1 = keep the old state)",
+               "R": "reset gate $R_t$ (0 = ignore the old state in the candidate)",
+               "H": "hidden state $H_t$", "H_tilde": r"candidate $\tilde{H}_t$"}
+
+
+def shown_character(c: str) -> str:
+    """A character as a tick label: a space is drawn as an open box, so that it is visible."""
+    return "\u2423" if c == " " else c
+
+
+def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, cmap="viridis", width_per_char=0.22):
+    """One heatmap per gate in ``names``: rows are hidden units, columns are the characters of ``text``.
+
+    ``gates`` maps a name to a tensor or array of shape ``(T, num_hiddens)`` or ``(T, 1, num_hiddens)``
+    with ``T == len(text)`` (e.g. what ``GRUScratch.gates`` returns for a batch of one sequence); values of
+    ``Z`` and ``R`` lie in (0, 1), so they share one colour scale from 0 to 1. Returns the figure.
+    """
+    missing = [name for name in names if name not in gates]
+    if missing:
+        raise ValueError(f"no gate {missing[0]!r} in gates; it has {sorted(gates)}")
+    values = {}
+    for name in names:
+        value = gates[name].detach().cpu().numpy() if isinstance(gates[name], torch.Tensor) else np.asarray(gates[name])
+        if value.ndim == 3 and value.shape[1] == 1:
+            value = value[:, 0]
+        if value.ndim != 2 or value.shape[0] != len(text):
+            raise ValueError(f"gate {name!r} must have shape ({len(text)}, num_hiddens) (one row per character "
+                             f"of text), got {value.shape}")
+        values[name] = value
+    fig, axes = plt.subplots(len(names), 1, figsize=(max(6.0, width_per_char * len(text)), 2.2 * len(names) + 0.6),
+                             squeeze=False, constrained_layout=True)
+    for ax, name in zip(axes[:, 0], names):
+        bounded = name in ("Z", "R")
+        image = ax.imshow(values[name].T, aspect="auto", cmap=cmap, interpolation="nearest",
+                          vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
+        ax.set_xticks(range(len(text)), [shown_character(c) for c in text], fontsize=8, family="monospace")
+        ax.set_ylabel("hidden unit")
+        ax.set_title(GATE_TITLES.get(name, name), fontsize=10)
+        fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
+    return fig
