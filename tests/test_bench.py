@@ -1,0 +1,50 @@
+"""The benchmark at a tiny size: it runs, prints its table and, last, the `best` line."""
+import re
+
+import pandas as pd
+import pytest
+
+from utils import bench
+
+# torch.compile is left out here (its first call takes long); tests/test_fast_gru.py checks it.
+VARIANTS = ["nn.GRU", "GRUScratch", "indexed", "hoisted", "reset_after", "jit"]
+
+
+def test_main_prints_the_table_and_ends_with_the_best_line(capsys):
+    table = bench.main(["--quick", "--variants", *VARIANTS[1:]])  # nn.GRU is added by main
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"best from-scratch / nn\.GRU: \d+\.\d\d", lines[-1])
+    assert list(table["variant"]) == VARIANTS and set(table["size"]) == {bench.TINY.name}
+    for variant in VARIANTS:
+        assert any(line.split()[:2] == [bench.TINY.name, variant] for line in lines), variant
+    assert (table.loc[table["variant"] == "nn.GRU", "x nn.GRU"] == 1.0).all()  # a ratio to itself
+    assert (table["tokens/s"] > 0).all() and (table["saved KB"] > 0).all() and (table["first call s"] > 0).all()
+    best, ratio = bench.best_ratio(table)
+    assert best != "nn.GRU" and f"{ratio:.2f}" == lines[-1].split(": ")[1]
+
+
+def test_best_ratio_is_the_fastest_from_scratch_variant_of_the_first_size():
+    table = pd.DataFrame({"size": ["a", "a", "a", "b"], "variant": ["nn.GRU", "jit", "hoisted", "hoisted"],
+                          "x nn.GRU": [1.0, 0.9, 0.7, 5.0]})
+    assert bench.best_ratio(table) == ("jit", 0.9)
+    with pytest.raises(ValueError, match="no from-scratch variant"):
+        bench.best_ratio(table[table["variant"] == "nn.GRU"])
+
+
+def test_saved_bytes_counts_what_autograd_keeps():
+    size = bench.TINY
+    inputs = bench.one_hot_batch(size)
+    assert inputs.shape == (size.T, size.B, size.num_inputs) and (inputs.sum(-1) == 1).all()
+    model = bench.make_model("hoisted", size.num_inputs, size.num_hiddens)
+    assert bench.saved_bytes(model, inputs) >= size.T * size.B * size.num_hiddens * 4  # at least the states
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: bench.measure(bench.TINY, ["hoisted"], repeats=1, iters=1, warmup=0), "must include the reference"),
+    (lambda: bench.measure(bench.TINY, ["nn.GRU", "lstm"], repeats=1, iters=1, warmup=0), r"\['lstm'\]"),
+    (lambda: bench.measure(bench.TINY, ["nn.GRU"], repeats=0, iters=1, warmup=0), "repeats=0"),
+    (lambda: bench.make_model("lstm", 3, 4), "unknown variant 'lstm'"),
+])
+def test_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,249 @@
+"""The GRU training benchmark: tokens per second of forward + backward, as a ratio to ``nn.GRU``.
+
+``python -m utils.bench`` (``make bench``) measures ``nn.GRU``, d2l's ``GRUScratch`` and each step of
+:mod:`utils.fast_gru` at two sizes: the lecture notes' (T=35, B=32, one-hot 28, 256 hidden) and chapter
+03's (T=32, B=1024, one-hot 28, 32 hidden). Every model runs in this one process; the variants take turns
+within each repeat (in a rotated order), each repeat gives each variant's speed divided by ``nn.GRU``'s in
+that same repeat, and the table reports medians over the repeats, after warm-up. The first call of each
+variant (tracing, scripting, compiling) is timed apart and left out of the speeds. Memory is what autograd
+saves for backward (the activations, measured with saved-tensor hooks; PyTorch keeps no peak-allocation
+counter on the CPU). The last line printed is ``best from-scratch / nn.GRU: X.XX`` for the first size.
+
+Options: ``--quick`` (a tiny size, to check that it runs), ``--variants``, ``--threads`` (default 1: on a
+machine shared with other jobs, multi-threaded kernels stall waiting for busy cores) and ``--device cuda``.
+"""
+import argparse
+import contextlib
+import functools
+import os
+import sys
+import statistics
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from utils.fast_gru import STEP_DESCRIPTIONS, STEPS, FastGRU
+from utils.gru import GRUScratch
+from utils.mode import quick_mode
+from utils.training import seed_everything
+
+REFERENCE = "nn.GRU"
+D2L = "GRUScratch"
+VARIANTS = (REFERENCE, D2L) + STEPS
+DESCRIPTIONS = {REFERENCE: "PyTorch's GRU (C++ loop)", D2L: "d2l's loop, 6 matmuls per step",
+                **STEP_DESCRIPTIONS}
+
+
+@dataclass(frozen=True)
+class Size:
+    """One benchmark size: ``T`` steps, batch ``B``, ``num_inputs`` (one-hot) and ``num_hiddens``."""
+
+    name: str
+    T: int
+    B: int
+    num_inputs: int
+    num_hiddens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.T * self.B
+
+
+LECTURE = Size("lecture", T=35, B=32, num_inputs=28, num_hiddens=256)
+CHAPTER_03 = Size("chapter 03", T=32, B=1024, num_inputs=28, num_hiddens=32)
+TINY = Size("tiny", T=4, B=3, num_inputs=5, num_hiddens=8)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure: ``repeats`` rounds, each timing every variant on about ``tokens_per_round``
+    tokens (at least one training step), after ``warmup`` steps."""
+
+    sizes: tuple
+    repeats: int
+    tokens_per_round: int
+    warmup: int
+
+    def iters(self, size: Size) -> int:
+        """Training steps per variant and round at ``size``."""
+        return max(1, round(self.tokens_per_round / size.tokens))
+
+
+FULL = Settings(sizes=(LECTURE, CHAPTER_03), repeats=9, tokens_per_round=16_384, warmup=2)
+QUICK = Settings(sizes=(TINY,), repeats=3, tokens_per_round=2 * TINY.tokens, warmup=1)
+
+
+def make_model(variant: str, num_inputs: int, num_hiddens: int) -> nn.Module:
+    """A fresh model for ``variant`` (one of ``VARIANTS``); all take ``(T, B, num_inputs)`` and return
+    ``(outputs, H)``."""
+    if variant == REFERENCE:
+        return nn.GRU(num_inputs, num_hiddens)
+    if variant == D2L:
+        return GRUScratch(num_inputs, num_hiddens)
+    if variant in STEPS:
+        return FastGRU(num_inputs, num_hiddens, variant)
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+
+
+def one_hot_batch(size: Size, seed: int = 0) -> torch.Tensor:
+    """Random one-hot inputs of shape ``(T, B, num_inputs)``, like the Time Machine's characters."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(size.num_inputs, (size.T, size.B), generator=generator)
+    return nn.functional.one_hot(tokens, size.num_inputs).float()
+
+
+def train_step(model: nn.Module, inputs: torch.Tensor, grad_outputs: torch.Tensor) -> None:
+    """One forward and backward pass, with ``grad_outputs`` as the gradient of the outputs."""
+    for p in model.parameters():
+        p.grad = None
+    outputs = model(inputs)[0]
+    outputs.backward(grad_outputs)
+
+
+def saved_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes of the distinct tensors that autograd saves for backward during one forward pass."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(inputs)
+    return sum(storages.values())
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide the lines that the profiler's native library writes to file descriptor 2 (not Python's)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def profile_ops(model: nn.Module, inputs: torch.Tensor, grad_outputs: torch.Tensor) -> pd.DataFrame:
+    """Profile one training step with ``torch.profiler``: one row per operation (name, calls, self ms,
+    share of all self time), the most expensive first."""
+    with _quiet_native_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train_step(model, inputs, grad_outputs)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return pd.DataFrame([{"op": e.key.replace("autograd::engine::evaluate_function: ", "autograd: "),
+                          "calls": e.count, "self ms": e.self_cpu_time_total / 1e3,
+                          "share": e.self_cpu_time_total / total} for e in events])
+
+
+def interleaved_seconds(calls: dict, *, repeats: int, iters: int = 1, synchronize=lambda: None) -> dict:
+    """Time each of ``calls`` (name -> function of no argument) ``iters`` times in a row, taking turns in a
+    rotated order, ``repeats`` rounds; return name -> list of seconds per round (one entry per round)."""
+    seconds = {name: [] for name in calls}
+    order = list(calls)
+    for repeat in range(repeats):
+        for name in order[repeat % len(order):] + order[:repeat % len(order)]:
+            synchronize()
+            start = time.perf_counter()
+            for _ in range(iters):
+                calls[name]()
+            synchronize()
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
+def measure(size: Size, variants=VARIANTS, *, repeats: int, iters: int, warmup: int, seed: int = 0,
+            device="cpu"):
+    """Benchmark ``variants`` at ``size`` on ``device``; return a DataFrame with one row per variant:
+    tokens/s and its ratio to nn.GRU (medians over ``repeats``), KB saved for backward, and the first
+    call's seconds."""
+    if REFERENCE not in variants:
+        raise ValueError(f"the variants must include the reference {REFERENCE!r}, got {tuple(variants)}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or repeats < 1 or iters < 1 or warmup < 0:
+        raise ValueError(f"expected variants from {VARIANTS}, repeats >= 1, iters >= 1, warmup >= 0; got "
+                         f"unknown variants {unknown}, repeats={repeats}, iters={iters}, warmup={warmup}")
+    device = torch.device(device)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    seed_everything(seed)
+    inputs = one_hot_batch(size, seed).to(device)
+    grad_outputs = torch.randn(size.T, size.B, size.num_hiddens).to(device)
+    models = {v: make_model(v, size.num_inputs, size.num_hiddens).to(device) for v in variants}
+    first_call, saved = {}, {}
+    for variant, model in models.items():
+        start = time.perf_counter()
+        train_step(model, inputs, grad_outputs)
+        synchronize()
+        first_call[variant] = time.perf_counter() - start
+        for _ in range(warmup):
+            train_step(model, inputs, grad_outputs)
+        saved[variant] = saved_bytes(model, inputs)
+    seconds = interleaved_seconds({v: functools.partial(train_step, models[v], inputs, grad_outputs)
+                                   for v in variants}, repeats=repeats, iters=iters, synchronize=synchronize)
+    speeds = {v: [iters * size.tokens / s for s in seconds[v]] for v in variants}
+    ratios = {v: [ref / s for ref, s in zip(seconds[REFERENCE], seconds[v])] for v in variants}
+    return pd.DataFrame([{
+        "size": size.name, "variant": v, "step": DESCRIPTIONS[v],
+        "tokens/s": statistics.median(speeds[v]), "x nn.GRU": statistics.median(ratios[v]),
+        "saved KB": saved[v] / 1024, "first call s": first_call[v]} for v in variants])
+
+
+def run(settings: Settings, variants=VARIANTS, device="cpu") -> pd.DataFrame:
+    """:func:`measure` at every size of ``settings``; one table."""
+    return pd.concat([measure(size, variants, repeats=settings.repeats, iters=settings.iters(size),
+                              warmup=settings.warmup, device=device) for size in settings.sizes],
+                     ignore_index=True)
+
+
+def best_ratio(table: pd.DataFrame) -> tuple[str, float]:
+    """The fastest from-scratch variant at the table's first size and its speed ratio to nn.GRU."""
+    first = table[(table["size"] == table["size"].iloc[0]) & (table["variant"] != REFERENCE)]
+    if first.empty:
+        raise ValueError(f"the table has no from-scratch variant, only {REFERENCE}")
+    row = first.loc[first["x nn.GRU"].idxmax()]
+    return row["variant"], float(row["x nn.GRU"])
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, formatters={
+        "tokens/s": "{:,.0f}".format, "x nn.GRU": "{:.2f}".format, "saved KB": "{:,.0f}".format,
+        "first call s": "{:.2f}".format})
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny size, few repeats (also when GRU_COURSE_QUICK=1): checks that it runs")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, metavar="NAME",
+                        help=f"which to measure (nn.GRU always included); default: all of {', '.join(VARIANTS)}")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: on a shared machine, parallel kernels wait for busy cores)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    settings = QUICK if args.quick or quick_mode() else FULL
+    variants = [REFERENCE] + [v for v in args.variants if v != REFERENCE]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} CPU thread(s); "
+              f"{settings.repeats} repeats of about {settings.tokens_per_round:,} tokens per variant after "
+              f"{settings.warmup} warm-up steps")
+        table = run(settings, variants, args.device)
+    finally:
+        torch.set_num_threads(threads_before)
+    print(format_table(table))
+    print(f"best from-scratch / nn.GRU: {best_ratio(table)[1]:.2f}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""``MinGRU``: the minimal GRU of Feng et al. (2024, "Were RNNs All We Needed?"), in d2l's notation.
+
+The gate and the candidate see only the input, not the previous state::
+
+    Z_t  = sigmoid(X_t W_xz + b_z)                    # update gate, (B, h)
+    H~_t = g(X_t W_xh + b_h)                          # candidate, kept positive by g
+    H_t  = Z_t * H_{t-1} + (1 - Z_t) * H~_t           # d2l's convention: Z = 1 keeps the old state
+
+with ``g(x) = x + 0.5`` for ``x >= 0`` and ``sigmoid(x)`` otherwise. (The paper writes the gate on the
+candidate, ``(1 - z) h + z h~``; here ``Z`` plays d2l's role, ``Z = 1 - z``.) Since ``H_t = a_t H_{t-1} +
+b_t`` with ``a_t = Z_t`` and ``b_t = (1 - Z_t) H~_t`` known for every ``t`` before the recurrence runs, the
+whole sequence follows from cumulative sums, without a loop over time::
+
+    H_t = A_t (H_0 + sum_{s <= t} b_s / A_s),   A_t = a_1 a_2 ... a_t
+
+computed in log space (all terms are positive) with ``cumsum`` and ``logcumsumexp``.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def log_g(x: torch.Tensor) -> torch.Tensor:
+    """``log g(x)`` without forming ``g(x)``: ``log(x + 0.5)`` for ``x >= 0``, ``-softplus(-x)`` otherwise."""
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+
+
+def g(x: torch.Tensor) -> torch.Tensor:
+    """The positive candidate activation: ``x + 0.5`` for ``x >= 0``, ``sigmoid(x)`` otherwise."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def sequential_scan(Z: torch.Tensor, H_tilde: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """``H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t`` step by step: ``(T, B, h)`` tensors, ``H`` of shape
+    ``(B, h)``; returns all states ``(T, B, h)``."""
+    outputs = []
+    for Z_t, H_tilde_t in zip(Z.unbind(0), H_tilde.unbind(0)):
+        H = Z_t * H + (1 - Z_t) * H_tilde_t
+        outputs.append(H)
+    return torch.stack(outputs)
+
+
+def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, H: torch.Tensor | None) -> torch.Tensor:
+    """All ``H_t = a_t H_{t-1} + b_t`` at once from ``log a`` and ``log b`` of shape ``(T, B, h)`` and a
+    positive ``H`` of shape ``(B, h)`` (None: ``H_0 = 0``); returns ``(T, B, h)``."""
+    a_star = torch.cumsum(log_a, dim=0)  # log A_t
+    terms = log_b - a_star  # log (b_s / A_s)
+    if H is not None:
+        terms = torch.cat([torch.log(H).unsqueeze(0), terms])  # H_0 is the s = 0 term, with A_0 = 1
+        return torch.exp(a_star + torch.logcumsumexp(terms, dim=0)[1:])
+    return torch.exp(a_star + torch.logcumsumexp(terms, dim=0))
+
+
+class MinGRU(nn.Module):
+    """A one-layer minGRU: ``W_x`` of shape ``(num_inputs, 2h)`` (gate and candidate columns), ``b`` of
+    shape ``(2h,)``; weights from ``N(0, sigma^2)``, biases zero, as in d2l.
+
+    ``forward(inputs (T, B, num_inputs), H=None, *, parallel=True) -> (outputs (T, B, h), H (B, h))``:
+    ``parallel=True`` runs the log-space scan, ``False`` the loop over time; both give the same states.
+    """
+
+    def __init__(self, num_inputs, num_hiddens, sigma=0.01):
+        super().__init__()
+        self.num_inputs, self.num_hiddens = num_inputs, num_hiddens
+        self.W_x = nn.Parameter(torch.randn(num_inputs, 2 * num_hiddens) * sigma)
+        self.b = nn.Parameter(torch.zeros(2 * num_hiddens))
+
+    def forward(self, inputs, H=None, *, parallel=True):
+        self._check(inputs, H)
+        K, C = (inputs @ self.W_x + self.b).chunk(2, dim=-1)  # gate and candidate pre-activations
+        if parallel:
+            outputs = log_space_scan(-F.softplus(-K), -F.softplus(K) + log_g(C), H)  # log Z, log (1-Z) H~
+        else:
+            H0 = inputs.new_zeros(inputs.shape[1], self.num_hiddens) if H is None else H
+            outputs = sequential_scan(torch.sigmoid(K), g(C), H0)
+        return outputs, outputs[-1]
+
+    def _check(self, inputs, H):
+        expected = f"(T, B, {self.num_inputs})"
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[-1] != self.num_inputs:
+            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+            raise ValueError(f"MinGRU expects time-major inputs of shape {expected}, got {got}")
+        if inputs.shape[0] == 0:
+            raise ValueError("MinGRU got an empty sequence (T = 0)")
+        if H is None:
+            return
+        if tuple(H.shape) != (inputs.shape[1], self.num_hiddens):
+            raise ValueError(f"MinGRU expects a state H of shape ({inputs.shape[1]}, {self.num_hiddens}), "
+                             f"got {tuple(H.shape)}")
+        if not bool((H > 0).all()):
+            raise ValueError("MinGRU needs a positive state H (the log-space scan takes log H; minGRU's "
+                             "states stay positive when they start positive); got an entry <= 0")
