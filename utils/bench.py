@@ -72,7 +72,7 @@ class Settings:
         return max(1, round(self.tokens_per_round / size.tokens))
 
 
-FULL = Settings(sizes=(LECTURE, CHAPTER_03), repeats=9, tokens_per_round=16_384, warmup=2)
+FULL = Settings(sizes=(LECTURE, CHAPTER_03), repeats=7, tokens_per_round=8_192, warmup=2)
 QUICK = Settings(sizes=(TINY,), repeats=3, tokens_per_round=2 * TINY.tokens, warmup=1)
 
 
