@@ -93,7 +93,8 @@ def test_switched_off_biases_are_none(cls, bias, recurrent_bias):
     cell = cls(2, 3, bias=bias, recurrent_bias=recurrent_bias)
     assert (cell.bias_ih is None) == (not bias) and (cell.bias_hh is None) == (not recurrent_bias)
     names = {name for name, _ in cell.named_parameters()}
-    assert names == {"weight_ih", "weight_hh"} | ({"bias_ih"} if bias else set()) | ({"bias_hh"} if recurrent_bias else set())
+    expected = {"weight_ih", "weight_hh"} | ({"bias_ih"} if bias else set()) | ({"bias_hh"} if recurrent_bias else set())
+    assert names == expected
 
 
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
@@ -102,7 +103,8 @@ def test_keywords_and_defaults_are_the_documented_ones(cls):
     signature = inspect.signature(cls.__init__).parameters
     assert {k: signature[k].default for k in DOCUMENTED_DEFAULTS} == DOCUMENTED_DEFAULTS
     cell = cls(2, 3)
-    assert (cell.epsilon, cell.gamma, cell.independent_recurrence, cell.integration_mode) == (1.0, 0.0, False, "addition")
+    settings = (cell.epsilon, cell.gamma, cell.independent_recurrence, cell.integration_mode)
+    assert settings == (1.0, 0.0, False, "addition")
 
 
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)

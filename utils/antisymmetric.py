@@ -5,10 +5,10 @@ library RecurrentLayers.jl; the parameters follow PyTorch's naming. With the rec
 ``A = W_hh - W_hh^T - gamma I`` (antisymmetric, minus a diffusion ``gamma``) and, for a minibatch, ``x`` of
 shape ``(B, input_size)`` and ``h`` of shape ``(B, hidden_size)``::
 
-    AntisymmetricRNN:       h' = h + epsilon * tanh(W x + b_ih  (+)  A h + b_hh)
-    GatedAntisymmetricRNN:  r  = A h + b_hh                                    # shared by both parts
-                            z  = sigmoid(W^z x + b^z  (+)  r)                  # gate
-                            h' = h + epsilon * z * tanh(W^h x + b^h  (+)  r)   # gated Euler step
+    AntisymmetricRNN:       h' = h + epsilon * tanh((W x + b_ih) (+) (A h + b_hh))
+    GatedAntisymmetricRNN:  r  = A h + b_hh                                      # shared by both parts
+                            z  = sigmoid((W^z x + b^z) (+) r)                    # gate
+                            h' = h + epsilon * z * tanh((W^h x + b^h) (+) r)     # gated Euler step
 
 where ``(+)`` is ``+`` for ``integration_mode="addition"`` and the elementwise product for
 ``"multiplicative"`` (multiplicative integration: the input and recurrent projections, each with its
@@ -43,7 +43,7 @@ class _AntisymmetricBase(nn.Module):
     """What both cells share: keywords, parameters, the recurrent matrix, the projections and the loop.
 
     Subclasses set ``num_input_blocks`` (how many ``hidden_size`` blocks of rows ``weight_ih`` has) and
-    define ``step(x, h)``.
+    define ``step(x, h, A=None)``, one time step of their equations.
     """
 
     num_input_blocks = 1
@@ -158,7 +158,7 @@ class _AntisymmetricBase(nn.Module):
 
 
 class AntisymmetricRNN(_AntisymmetricBase):
-    """``h_t = h_{t-1} + epsilon * tanh(W x_t + b_ih (+) A h_{t-1} + b_hh)``, ``A = W_hh - W_hh^T - gamma I``.
+    """``h_t = h_{t-1} + epsilon * tanh((W x_t + b_ih) (+) (A h_{t-1} + b_hh))``, ``A = W_hh - W_hh^T - gamma I``.
 
     Parameters: ``weight_ih`` ``(hidden, input)``; ``weight_hh`` ``(hidden, hidden)``, or ``(hidden,)`` with
     ``independent_recurrence=True`` (then ``A = -gamma I``: see :meth:`recurrent_matrix`); ``bias_ih`` and
@@ -178,8 +178,8 @@ class AntisymmetricRNN(_AntisymmetricBase):
 class GatedAntisymmetricRNN(_AntisymmetricBase):
     """The gated antisymmetric RNN: a gate ``z`` scales each unit's Euler step.
 
-    ``r = A h + b_hh`` (shared), ``z = sigmoid(W^z x + b^z (+) r)``,
-    ``h' = h + epsilon * z * tanh(W^h x + b^h (+) r)`` with ``A = W_hh - W_hh^T - gamma I``.
+    ``r = A h + b_hh`` (shared), ``z = sigmoid((W^z x + b^z) (+) r)``,
+    ``h' = h + epsilon * z * tanh((W^h x + b^h) (+) r)`` with ``A = W_hh - W_hh^T - gamma I``.
 
     Parameters: ``weight_ih`` ``(2 * hidden, input)`` with the gate's rows ``W^z`` first, then the
     candidate's ``W^h``; ``bias_ih`` ``(2 * hidden,)`` ordered the same way; ``weight_hh`` ``(hidden, hidden)``
