@@ -93,7 +93,8 @@ def test_switched_off_biases_are_none(cls, bias, recurrent_bias):
     cell = cls(2, 3, bias=bias, recurrent_bias=recurrent_bias)
     assert (cell.bias_ih is None) == (not bias) and (cell.bias_hh is None) == (not recurrent_bias)
     names = {name for name, _ in cell.named_parameters()}
-    expected = {"weight_ih", "weight_hh"} | ({"bias_ih"} if bias else set()) | ({"bias_hh"} if recurrent_bias else set())
+    biases = {"bias_ih"} if bias else set()
+    expected = {"weight_ih", "weight_hh"} | biases | ({"bias_hh"} if recurrent_bias else set())
     assert names == expected
 
 
