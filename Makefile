@@ -41,6 +41,10 @@ run-notebook: $(STAMP)
 run-notebooks: $(STAMP)
 	$(PY) -m utils.notebooks run notebooks/[0-9]*.ipynb
 
+# Training throughput of nn.GRU against the from-scratch GRUs (chapter 10); prints a table and the best ratio.
+bench: $(STAMP)
+	$(PY) -m utils.bench
+
 check: $(STAMP)
 	$(PY) -m utils.envcheck
 
