@@ -67,3 +67,12 @@ def test_gate_heatmaps_reject_a_missing_gate_and_a_text_of_the_wrong_length():
         plot_gate_heatmaps("ab cd ", gates)
     with pytest.raises(ValueError, match=r"shape \(5, num_hiddens\).*got \(6, 1, 4\)|got \(6, 4\)"):
         plot_gate_heatmaps("ab cd", gates, names=("Z",))
+
+
+def test_gate_heatmaps_select_and_order_units():
+    gates = GRUScratch(3, 4).gates(torch.randn(6, 1, 3))
+    fig = plot_gate_heatmaps("ab cd ", gates, names=("Z",), units=[3, 1])
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), gates["Z"][:, 0, [3, 1]].detach().numpy().T)
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"units must be indices in \[0, 4\), got \[4\]"):
+        plot_gate_heatmaps("ab cd ", gates, units=[4])

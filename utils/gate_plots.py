@@ -14,12 +14,15 @@ def shown_character(c: str) -> str:
     return "\u2423" if c == " " else c
 
 
-def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, cmap="viridis", width_per_char=0.22):
+def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, units=None, cmap="viridis",
+                       width_per_char=0.22):
     """One heatmap per gate in ``names``: rows are hidden units, columns are the characters of ``text``.
 
     ``gates`` maps a name to a tensor or array of shape ``(T, num_hiddens)`` or ``(T, 1, num_hiddens)``
     with ``T == len(text)`` (e.g. what ``GRUScratch.gates`` returns for a batch of one sequence); values of
-    ``Z`` and ``R`` lie in (0, 1), so they share one colour scale from 0 to 1. Returns the figure.
+    ``Z`` and ``R`` lie in (0, 1), so they share one colour scale from 0 to 1. ``units`` (a sequence of
+    hidden-unit indices) selects and orders the rows, e.g. sorted by some statistic; default: all, in order.
+    Returns the figure.
     """
     missing = [name for name in names if name not in gates]
     if missing:
@@ -33,14 +36,20 @@ def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, cmap="viridi
             raise ValueError(f"gate {name!r} must have shape ({len(text)}, num_hiddens) (one row per character "
                              f"of text), got {value.shape}")
         values[name] = value
+    num_hiddens = next(iter(values.values())).shape[1] if values else 0
+    units = list(range(num_hiddens)) if units is None else [int(u) for u in units]
+    if not units or any(not 0 <= u < num_hiddens for u in units):
+        raise ValueError(f"units must be indices in [0, {num_hiddens}), got {units}")
     fig, axes = plt.subplots(len(names), 1, figsize=(max(6.0, width_per_char * len(text)), 2.2 * len(names) + 0.6),
                              squeeze=False, constrained_layout=True)
     for ax, name in zip(axes[:, 0], names):
         bounded = name in ("Z", "R")
-        image = ax.imshow(values[name].T, aspect="auto", cmap=cmap, interpolation="nearest",
+        image = ax.imshow(values[name][:, units].T, aspect="auto", cmap=cmap, interpolation="nearest",
                           vmin=0.0 if bounded else None, vmax=1.0 if bounded else None)
         ax.set_xticks(range(len(text)), [shown_character(c) for c in text], fontsize=8, family="monospace")
         ax.set_ylabel("hidden unit")
+        ticks = range(0, len(units), max(1, len(units) // 8))
+        ax.set_yticks(list(ticks), [str(units[i]) for i in ticks])
         ax.set_title(GATE_TITLES.get(name, name), fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
     return fig
