@@ -111,6 +111,9 @@ def test_retrain_replaces_only_the_requested_rows(tmp_path):
     assert len(stored) == 3
     assert sorted(stored.val_perplexity) == sorted([fake_row(configs[0])["val_perplexity"],
                                                     fake_row(configs[2])["val_perplexity"], 99.0])
+    train = Recorder()
+    run_sweep(configs, path, retrain=True, train=train, progress=False)
+    assert train.calls == configs and len(read_results(path)) == 3 and not list(tmp_path.glob("*.tmp"))
 
 
 def test_settings_are_part_of_a_configuration(tmp_path):

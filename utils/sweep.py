@@ -184,10 +184,12 @@ def run_sweep(configs, path=None, *, retrain: bool = False, progress: bool = Tru
     wanted = {c.key for c in configs}
     if retrain:
         keep = [key not in wanted for key in keys]
-        table = table[keep]
-        path.unlink(missing_ok=True)
-        for row in table.to_dict("records"):
-            _append_row(path, row)
+        rewritten = path.with_name(path.name + ".tmp")
+        rewritten.unlink(missing_ok=True)
+        for row in table[keep].to_dict("records"):
+            _append_row(rewritten, row)
+        rewritten.touch()
+        os.replace(rewritten, path)  # atomic: an interruption leaves the old file or the new one
         keys = [key for key, kept in zip(keys, keep) if kept]
     done = set(keys) & wanted
     todo = [c for c in configs if c.key not in done]
