@@ -77,6 +77,11 @@ def test_perplexity_is_exp_of_token_weighted_cross_entropy():
 
     data = [(torch.zeros(3, 4, dtype=torch.long), torch.ones(3, 4, dtype=torch.long))]
     assert training.perplexity(Uniform(), data) == pytest.approx(5.0)
+    class Diverged(d2l.Classifier):
+        def forward(self, X):
+            return torch.zeros(X.shape[0], X.shape[1], 5).index_fill_(-1, torch.tensor([0]), 1e6)
+
+    assert training.perplexity(Diverged(), data) == math.inf  # cross-entropy 1e6: exp would overflow
     with pytest.raises(ValueError, match="no tokens"):
         training.perplexity(Uniform(), [])
 

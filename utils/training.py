@@ -10,6 +10,7 @@ import collections
 import math
 import random
 import time
+from sys import float_info
 from dataclasses import dataclass, field
 
 import d2l.torch as d2l
@@ -134,7 +135,7 @@ def perplexity(model, dataloader) -> float:
     """Perplexity ``exp(mean cross-entropy per token)`` of a d2l language model over a dataloader.
 
     Unlike d2l's plotted ``val_ppl`` (the mean of per-batch perplexities), this weights every token
-    equally, so it does not depend on the batch size.
+    equally, so it does not depend on the batch size. A diverged model gives ``inf``.
     """
     was_training = model.training
     model.eval()
@@ -145,4 +146,5 @@ def perplexity(model, dataloader) -> float:
     model.train(was_training)
     if count == 0:
         raise ValueError("perplexity: the dataloader yielded no tokens")
-    return math.exp(total / count)
+    mean = total / count
+    return math.exp(mean) if mean < math.log(float_info.max) else math.inf  # a diverged model: inf
