@@ -209,9 +209,9 @@ def test_bad_sizes_are_errors(cls, sizes, message):
 @pytest.mark.parametrize("inputs, H, message", [
     (torch.zeros(4, 2), None, r"time-major inputs of shape \(T, B, 2\), got \(4, 2\)"),
     ([[0.0]], None, r"time-major inputs of shape \(T, B, 2\), got list"),
-    (torch.zeros(4, 1, 3), None, r"inputs of shape \(T, B, 2\) with T >= 1, got \(4, 1, 3\)"),
-    (torch.zeros(0, 1, 2), None, r"with T >= 1, got \(0, 1, 2\)"),
-    (torch.zeros(4, 5, 2), torch.zeros(5, 2), r"state H of shape \(5, 3\) \(batch, hidden_size\), got \(5, 2\)"),
+    (torch.zeros(4, 1, 3), None, r"inputs of shape \(T, B, 2\), got \(4, 1, 3\): 3 features instead of 2"),
+    (torch.zeros(0, 1, 2), None, r"got an empty sequence \(T = 0\)"),
+    (torch.zeros(4, 5, 2), torch.zeros(5, 2), r"state H of shape \(5, 3\) \(batch, num_hiddens\), got \(5, 2\)"),
     (torch.zeros(4, 5, 2), torch.zeros(3), r"state H of shape \(5, 3\) .* got \(3,\)"),
 ])
 def test_bad_forward_arguments_are_errors(cls, inputs, H, message):

@@ -21,6 +21,8 @@ from numbers import Real
 import torch
 from torch import nn
 
+from utils.shapes import check_sequence, initial_state
+
 INTEGRATION_MODES = ("addition", "multiplicative")
 
 
@@ -125,30 +127,14 @@ class _AntisymmetricBase(nn.Module):
     def forward(self, inputs: torch.Tensor, H: torch.Tensor | None = None):
         """Run over a sequence: ``inputs`` of shape ``(T, B, input)``, ``H`` of shape ``(B, hidden)`` or
         None for zeros. Returns ``(outputs, H)``: every state, shape ``(T, B, hidden)``, and the last."""
-        H = self._initial_state(inputs, H)
+        check_sequence(type(self).__name__, inputs, self.input_size)
+        H = initial_state(type(self).__name__, inputs, H, self.hidden_size)
         A = self.recurrent_matrix()
         outputs = []
         for x in inputs:
             H = self.step(x, H, A)
             outputs.append(H)
         return torch.stack(outputs), H
-
-    def _initial_state(self, inputs, H):
-        """Validate shapes; return the initial state (zeros when ``H`` is None)."""
-        name, expected = type(self).__name__, f"(T, B, {self.input_size})"
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
-            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"{name} expects time-major inputs of shape {expected}, got {got}")
-        if inputs.shape[-1] != self.input_size or inputs.shape[0] == 0:
-            raise ValueError(f"{name} expects inputs of shape {expected} with T >= 1, got {tuple(inputs.shape)}")
-        B = inputs.shape[1]
-        if H is None:
-            return inputs.new_zeros(B, self.hidden_size)
-        if not isinstance(H, torch.Tensor) or tuple(H.shape) != (B, self.hidden_size):
-            got = tuple(H.shape) if isinstance(H, torch.Tensor) else type(H).__name__
-            raise ValueError(f"{name} expects a state H of shape ({B}, {self.hidden_size}) "
-                             f"(batch, hidden_size), got {got}")
-        return H
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, epsilon={self.epsilon}, gamma={self.gamma}, "

@@ -14,6 +14,8 @@ import d2l.torch as d2l
 import torch
 from torch import nn
 
+from utils.shapes import check_sequence
+
 
 class LSTMScratch(d2l.Module):
     """An LSTM layer from scratch; works as the ``rnn`` of ``d2l.RNNLMScratch``.
@@ -39,10 +41,7 @@ class LSTMScratch(d2l.Module):
     def forward(self, inputs, state=None):
         """``inputs`` of shape ``(T, B, num_inputs)``, ``state`` a pair ``(H, C)`` of ``(B, num_hiddens)``
         tensors or None for zeros. Returns ``(outputs (T, B, num_hiddens), (H, C))``."""
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[-1] != self.num_inputs:
-            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"LSTMScratch expects time-major inputs of shape (T, B, {self.num_inputs}), got {got}")
-        B = inputs.shape[1]
+        _, B = check_sequence("LSTMScratch", inputs, self.num_inputs)
         if state is None:
             zeros = torch.zeros((B, self.num_hiddens), device=inputs.device, dtype=inputs.dtype)
             state = (zeros, zeros)
