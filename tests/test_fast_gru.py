@@ -114,7 +114,7 @@ def test_bad_step(kwargs, match):
     (torch.randn(T, B, NUM_INPUTS + 1), None, r"got \(4, 3, 6\)"),
     ([[0.0]], None, "got list"),
     (torch.randn(0, B, NUM_INPUTS), None, "empty sequence"),
-    (torch.randn(T, B, NUM_INPUTS), torch.randn(B, NUM_HIDDENS + 1), r"state H of shape \(3, 8\), got \(3, 9\)"),
+    (torch.randn(T, B, NUM_INPUTS), torch.randn(B, NUM_HIDDENS + 1), r"state H of shape \(3, 8\) \(batch, num_hiddens\), got \(3, 9\)"),
 ])
 def test_bad_inputs(inputs, H, match):
     with pytest.raises(ValueError, match=match):

@@ -70,7 +70,7 @@ def test_scan_and_loop_have_equal_gradients(dtype, tol):
     (torch.randn(T, B, 2), None, r"got \(6, 3, 2\)"),
     ("text", None, "got str"),
     (torch.randn(0, B, NUM_INPUTS), None, "empty sequence"),
-    (torch.randn(T, B, NUM_INPUTS), torch.ones(B, 1), r"state H of shape \(3, 4\), got \(3, 1\)"),
+    (torch.randn(T, B, NUM_INPUTS), torch.ones(B, 1), r"state H of shape \(3, 4\) \(batch, num_hiddens\), got \(3, 1\)"),
     (torch.randn(T, B, NUM_INPUTS), torch.zeros(B, NUM_HIDDENS), "positive state"),
 ])
 @pytest.mark.parametrize("parallel", [False, True])

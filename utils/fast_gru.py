@@ -27,6 +27,7 @@ from torch import nn
 
 from utils.gru import GRUScratch
 from utils.paths import build_dir
+from utils.shapes import check_sequence, initial_state
 
 STEPS = ("indexed", "hoisted", "fused", "reset_after", "jit", "compile")
 RESET_AFTER_STEPS = ("reset_after", "jit", "compile")
@@ -132,28 +133,13 @@ class FastGRU(nn.Module):
         return self.step in RESET_AFTER_STEPS
 
     def forward(self, inputs, H=None):
-        H = self._check(inputs, H)
+        check_sequence("FastGRU", inputs, self.num_inputs)
+        H = initial_state("FastGRU", inputs, H, self.num_hiddens)
         if self.reset_after:
             return _compiled_forward(self.step)(inputs, H, self.W_x, self.b, self.W_h, self.b_hh)
         XW = project_inputs(inputs, self.W_x, self.b)
         return reset_before_loop(XW, H, self.W_h, unbind=self.step != "indexed",
                                  fuse_gates=self.step != "hoisted" and self.step != "indexed")
-
-    def _check(self, inputs, H):
-        """Validate shapes; return the initial state (zeros when ``H`` is None)."""
-        expected = f"(T, B, {self.num_inputs})"
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[-1] != self.num_inputs:
-            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"FastGRU expects time-major inputs of shape {expected}, got {got}")
-        if inputs.shape[0] == 0:
-            raise ValueError("FastGRU got an empty sequence (T = 0)")
-        B = inputs.shape[1]
-        if H is None:
-            return torch.zeros((B, self.num_hiddens), device=inputs.device, dtype=inputs.dtype)
-        if tuple(H.shape) != (B, self.num_hiddens):
-            raise ValueError(f"FastGRU expects a state H of shape ({B}, {self.num_hiddens}), "
-                             f"got {tuple(H.shape)}")
-        return H
 
     @classmethod
     def from_scratch(cls, gru: GRUScratch, step: str) -> "FastGRU":

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.shapes import check_sequence, initial_state
+
 
 def log_g(x: torch.Tensor) -> torch.Tensor:
     """``log g(x)`` without forming ``g(x)``: ``log(x + 0.5)`` for ``x >= 0``, ``-softplus(-x)`` otherwise."""
@@ -76,17 +78,8 @@ class MinGRU(nn.Module):
         return outputs, outputs[-1]
 
     def _check(self, inputs, H):
-        expected = f"(T, B, {self.num_inputs})"
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3 or inputs.shape[-1] != self.num_inputs:
-            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"MinGRU expects time-major inputs of shape {expected}, got {got}")
-        if inputs.shape[0] == 0:
-            raise ValueError("MinGRU got an empty sequence (T = 0)")
-        if H is None:
-            return
-        if tuple(H.shape) != (inputs.shape[1], self.num_hiddens):
-            raise ValueError(f"MinGRU expects a state H of shape ({inputs.shape[1]}, {self.num_hiddens}), "
-                             f"got {tuple(H.shape)}")
-        if not bool((H > 0).all()):
+        """Validate the shapes, and that a given state is positive (the log-space scan takes log H)."""
+        check_sequence("MinGRU", inputs, self.num_inputs)
+        if H is not None and not bool((initial_state("MinGRU", inputs, H, self.num_hiddens) > 0).all()):
             raise ValueError("MinGRU needs a positive state H (the log-space scan takes log H; minGRU's "
                              "states stay positive when they start positive); got an entry <= 0")
