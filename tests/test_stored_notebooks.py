@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils.notebooks import first_code_cell, setup_cell_source
+from utils.notebooks import REPO_URL, first_code_cell, setup_cell_source
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -36,3 +36,10 @@ def test_chapter_starts_with_a_title_and_the_colab_setup_cell(path):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert first_code_cell(nb).source == setup_cell_source(), (
         f"{path.name}: run `python -m utils.notebooks sync-setup-cell {path.relative_to(ROOT)}`")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_readme_lists_the_chapter_with_its_colab_link(path):
+    readme = (ROOT / "README.md").read_text()
+    colab = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/")
+    assert f"({colab}/blob/main/notebooks/{path.name})" in readme, f"README's chapter table lacks {path.name}"
