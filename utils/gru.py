@@ -21,6 +21,8 @@ import d2l.torch as d2l
 import torch
 from torch import nn
 
+from utils.shapes import check_sequence, initial_state
+
 
 class GRUStep(NamedTuple):
     """One step's tensors, each of shape ``(B, num_hiddens)``; a gate the model lacks is None."""
@@ -122,16 +124,7 @@ class GRUScratch(d2l.Module):
 
     def _check(self, inputs, H, Z=None, R=None):
         """Validate the shapes of a sequence call; return the initial state (zeros when ``H`` is None)."""
-        expected = f"(T, B, {self.num_inputs})"
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
-            got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"GRUScratch expects time-major inputs of shape {expected}, got {got}")
-        if inputs.shape[-1] != self.num_inputs:
-            raise ValueError(f"GRUScratch expects inputs of shape {expected}, got {tuple(inputs.shape)}: "
-                             f"{inputs.shape[-1]} features instead of {self.num_inputs}")
-        T, B = inputs.shape[0], inputs.shape[1]
-        if T == 0:
-            raise ValueError("GRUScratch got an empty sequence (T = 0)")
+        T, B = check_sequence("GRUScratch", inputs, self.num_inputs)
         self._check_forced_gates(Z, R)
         for name, forced in (("Z", Z), ("R", R)):
             if forced is None:
@@ -148,13 +141,7 @@ class GRUScratch(d2l.Module):
             if len(shape[1:]) > 2:
                 raise ValueError(f"forced {name} must have at most 3 dimensions (T, B, num_hiddens), "
                                  f"got shape {shape}")
-        if H is None:
-            return torch.zeros((B, self.num_hiddens), device=inputs.device, dtype=inputs.dtype)
-        if not isinstance(H, torch.Tensor) or tuple(H.shape) != (B, self.num_hiddens):
-            got = tuple(H.shape) if isinstance(H, torch.Tensor) else type(H).__name__
-            raise ValueError(f"GRUScratch expects a state H of shape ({B}, {self.num_hiddens}) "
-                             f"(batch, num_hiddens), got {got}")
-        return H
+        return initial_state("GRUScratch", inputs, H, self.num_hiddens)
 
     @classmethod
     def from_torch(cls, gru: nn.GRU) -> "GRUScratch":
