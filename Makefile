@@ -19,8 +19,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --no-deps -e .
 	touch $(STAMP)
 
+# Opens JupyterLab on the chapters (--allow-root only where you are root, as in containers).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Everything: the environment self-check, unit tests, and every notebook executed in quick mode.
 test: $(STAMP)
