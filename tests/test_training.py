@@ -20,35 +20,28 @@ def test_board_averages_every_n_points_like_d2l():
     assert flat(ours) == pytest.approx(flat(theirs)) and len(ours.data["y"]) == 3
 
 
-def test_board_shows_one_display_updated_in_place(monkeypatch):
-    shown, updated = [], []
+@pytest.fixture
+def displays(monkeypatch):
+    """Records what the board shows: {'shown': [...], 'updated': [...]} (figures, in order)."""
+    calls = {"shown": [], "updated": []}
 
     class Handle:
         def update(self, fig):
-            updated.append(fig)
+            calls["updated"].append(fig)
 
-    monkeypatch.setattr(training.display, "display", lambda fig, display_id: shown.append(fig) or Handle())
-    board = training.LiveProgressBoard(min_interval=0.0)
+    monkeypatch.setattr(training.display, "display", lambda fig, display_id: calls["shown"].append(fig) or Handle())
+    return calls
+
+
+@pytest.mark.parametrize("min_interval, updates", [(0.0, 5), (3600.0, 1)], ids=["every-draw", "throttled"])
+def test_board_shows_one_display_updated_in_place(displays, min_interval, updates):
+    board = training.LiveProgressBoard(min_interval=min_interval)
     for i in range(5):
         board.draw(i, float(i), "train_loss")
     board.finish()
-    assert len(shown) == 1 and len(updated) == 5
+    # one display; then every draw updates it, or (throttled) only the final one does
+    assert len(displays["shown"]) == 1 and len(displays["updated"]) == updates
     assert len(board.fig.axes[0].lines) == 1  # cleared before each redraw, not stacked
-
-
-def test_board_throttles_redraws(monkeypatch):
-    shown, updated = [], []
-
-    class Handle:
-        def update(self, fig):
-            updated.append(fig)
-
-    monkeypatch.setattr(training.display, "display", lambda fig, display_id: shown.append(fig) or Handle())
-    board = training.LiveProgressBoard(min_interval=3600.0)
-    for i in range(50):
-        board.draw(i, float(i), "train_loss")
-    board.finish()
-    assert len(shown) == 1 and len(updated) == 1  # first draw, then only the final one
 
 
 def test_seed_everything_repeats_a_run():
