@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 QUICK := GRU_COURSE_QUICK=1
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 
-.PHONY: setup lab test unit nbtest run-notebook run-notebooks bench check clean-venv
+.PHONY: setup lab test unit nbtest run-notebook run-notebooks bench student check clean-venv
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ run-notebooks: $(STAMP)
 # Training throughput of nn.GRU against the from-scratch GRUs (chapter 10); prints a table and the best ratio.
 bench: $(STAMP)
 	$(PY) -m utils.bench
+
+# Student copies of the chapters with exercises, in notebooks/student/ (FORCE=1 overwrites copies edited since generated).
+student: $(STAMP)
+	$(PY) -m utils.assignments $(if $(FORCE),--force)
 
 check: $(STAMP)
 	$(PY) -m utils.envcheck
