@@ -180,15 +180,16 @@ def test_gradients_reach_every_parameter_and_a_head_trains_on_it(cls):
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"epsilom": 0.1}, ValueError, r"unknown keyword\(s\) \['epsilom'\]; allowed keywords: epsilon, gamma, bias"),
     ({"return_state": True}, ValueError, "allowed keywords: .*integration_mode, init_kernel, init_recurrent_kernel"),
-    ({"integration_mode": "multiplicative_integration"}, ValueError,
-     r"integration_mode must be one of \('addition', 'multiplicative'\), got 'multiplicative_integration'"),
+    ({"integration_mode": "product"}, ValueError,
+     r"integration_mode must be one of \('addition', 'multiplicative'\) \(or the reference documentation's "
+     r"spellings ':addition', ':multiplicative_integration'\), got 'product'"),
     ({"epsilon": 0.0}, ValueError, "epsilon is the Euler step size and must be a finite number > 0, got 0.0"),
     ({"epsilon": -1}, ValueError, "epsilon .* got -1"),
     ({"epsilon": True}, ValueError, "epsilon .* got True"),
     ({"gamma": -0.1}, ValueError, "gamma is the diffusion strength and must be a finite number >= 0, got -0.1"),
     ({"gamma": float("inf")}, ValueError, "gamma .* got inf"),
-    ({"bias": 1}, TypeError, "bias must be True or False, got 1"),
-    ({"independent_recurrence": "yes"}, TypeError, "independent_recurrence must be True or False"),
+    ({"bias": 1}, TypeError, "bias to be True or False, got 1"),
+    ({"independent_recurrence": "yes"}, TypeError, "independent_recurrence to be True or False"),
     ({"init_kernel": "glorot"}, TypeError, "init_kernel must be a callable that fills a tensor"),
     ({"init_recurrent_kernel": None}, TypeError, "init_recurrent_kernel must be a callable"),
 ])
@@ -198,8 +199,8 @@ def test_bad_keywords_are_errors(cls, kwargs, error, message):
 
 
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("sizes, message", [((0, 3), "input_size must be a positive int, got 0"),
-                                            ((2, 3.0), "hidden_size must be a positive int, got 3.0")])
+@pytest.mark.parametrize("sizes, message", [((0, 3), "input_size to be a positive int, got 0"),
+                                            ((2, 3.0), "hidden_size to be a positive int, got 3.0")])
 def test_bad_sizes_are_errors(cls, sizes, message):
     with pytest.raises(ValueError, match=message):
         cls(*sizes)
@@ -217,3 +218,11 @@ def test_bad_sizes_are_errors(cls, sizes, message):
 def test_bad_forward_arguments_are_errors(cls, inputs, H, message):
     with pytest.raises(ValueError, match=message):
         cls(2, 3)(inputs, H)
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("spelling, mode", [("multiplicative_integration", "multiplicative"),
+                                            (":multiplicative_integration", "multiplicative"),
+                                            (":addition", "addition"), ("multiplicative", "multiplicative")])
+def test_the_reference_documentations_spellings_are_accepted(cls, spelling, mode):
+    assert cls(2, 3, integration_mode=spelling).integration_mode == mode

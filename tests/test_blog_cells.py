@@ -92,8 +92,8 @@ def test_the_two_cells_differ_where_the_reset_is_applied():
 @pytest.mark.parametrize("x, h, message", [
     (torch.zeros(6, 4, 3), torch.zeros(4, 5), r"one time step x of shape \(B, 3\), got \(6, 4, 3\)"),
     (torch.zeros(4, 2), torch.zeros(4, 5), r"\(B, 3\), got \(4, 2\)"),
-    (torch.zeros(4, 3), torch.zeros(5), r"state h of shape \(4, 5\), got \(5,\)"),
-    (torch.zeros(4, 3), None, r"state h of shape \(4, 5\), got NoneType"),
+    (torch.zeros(4, 3), torch.zeros(5), r"state h of shape \(4, 5\) \(batch, num_hiddens\), got \(5,\)"),
+    (torch.zeros(4, 3), None, r"state h of shape \(4, 5\) \(batch, num_hiddens\), got NoneType"),
 ])
 def test_cells_reject_wrong_shapes(make, x, h, message):
     with pytest.raises(ValueError, match=message):

@@ -65,7 +65,7 @@ def test_classifier_learns_to_recall_the_first_symbol_with_train_on_task(one_thr
     (torch.zeros(4, 5, 2), None, r"\(B, T, 3\), got \(4, 5, 2\)"),
     ([[1.0]], None, r"\(B, T, 3\), got list"),
     (torch.zeros(4, 0, 3), None, r"empty sequence"),
-    (torch.zeros(4, 5, 3), torch.zeros(6), r"h0 of shape \(4, 6\), got \(6,\)"),
+    (torch.zeros(4, 5, 3), torch.zeros(6), r"h0 of shape \(4, 6\) \(batch, num_hiddens\), got \(6,\)"),
 ])
 def test_bad_inputs_are_clear_errors(X, h0, message):
     model = GRUClassifier(ConcatGRUCell(3, 6), num_classes=4)
@@ -76,5 +76,5 @@ def test_bad_inputs_are_clear_errors(X, h0, message):
 def test_bad_construction_is_an_error():
     with pytest.raises(TypeError, match="lacks input_size, hidden_size"):
         GRUClassifier(nn.Linear(3, 6), num_classes=4)
-    with pytest.raises(ValueError, match="num_classes must be at least 2, got 1"):
+    with pytest.raises(ValueError, match="num_classes to be at least 2, got 1"):
         GRUClassifier(ConcatGRUCell(3, 6), num_classes=1)

@@ -23,11 +23,28 @@ def offline(*args, **kwargs):
     raise requests.ConnectionError("no network in this test")
 
 
+class Response:
+    """What ``requests.get(url, stream=True)`` returns, serving ``content`` in blocks."""
+
+    def __init__(self, content):
+        self.content = content
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def raise_for_status(self):
+        pass
+
+    def iter_content(self, size):
+        for start in range(0, len(self.content), size):
+            yield self.content[start:start + size]
+
+
 def serving(content):
-    class Response:
-        def __init__(self):
-            self.content = content
-    return lambda *args, **kwargs: Response()
+    return lambda *args, **kwargs: Response(content)
 
 
 def test_valid_cache_is_used_without_network(course_root, verified_text, monkeypatch):

@@ -29,15 +29,26 @@ def test_repo_root_is_the_checkout_whatever_the_working_directory(monkeypatch, t
     assert paths.data_dir() == root / "data"
 
 
-def test_figures_go_to_build_in_quick_mode_and_to_figures_in_full_mode(course_root, monkeypatch):
+def test_figures_go_to_figures_only_while_a_chapter_is_stored(course_root, monkeypatch, tmp_path):
     fig = plt.figure()
-    monkeypatch.setenv(mode.QUICK_ENV, "1")
-    quick_path = figures.save_figure(fig, "99_test")
-    monkeypatch.setenv(mode.QUICK_ENV, "0")
-    full_path = figures.save_figure(fig, "99_test", fmt="svg")
+    monkeypatch.delenv(paths.STORE_ENV, raising=False)
+    monkeypatch.delenv(paths.OUTPUT_ENV, raising=False)
+    where = {}
+    for case, quick, store in (("quick", "1", "0"), ("student", "0", "0"), ("quick, store", "1", "1"),
+                               ("stored", "0", "1")):
+        monkeypatch.setenv(mode.QUICK_ENV, quick)
+        monkeypatch.setenv(paths.STORE_ENV, store)
+        where[case] = figures.save_figure(fig, "99_test")
+    monkeypatch.setenv(paths.STORE_ENV, "0")
+    monkeypatch.setenv(paths.OUTPUT_ENV, "graded")  # relative: from the notebook's folder, one per student
+    monkeypatch.chdir(tmp_path)
+    where["grader"] = figures.save_figure(fig, "99_test", fmt="svg")
     plt.close(fig)
-    assert quick_path == course_root / "build" / "figures" / "99_test.png" and quick_path.stat().st_size > 0
-    assert full_path == course_root / "figures" / "99_test.svg" and full_path.stat().st_size > 0
+    build = course_root / "build" / "figures" / "99_test.png"
+    assert where == {"quick": build, "student": build, "quick, store": build,
+                     "stored": course_root / "figures" / "99_test.png",
+                     "grader": tmp_path / "graded" / "figures" / "99_test.svg"}
+    assert all(path.stat().st_size > 0 for path in where.values())
 
 
 def test_saving_twice_gives_identical_bytes(course_root):

@@ -21,9 +21,12 @@ from numbers import Real
 import torch
 from torch import nn
 
-from utils.shapes import check_sequence, initial_state
+from utils.shapes import check_sequence, check_sizes, check_state, check_step_input, check_switches, initial_state
 
 INTEGRATION_MODES = ("addition", "multiplicative")
+# RecurrentLayers.jl documents the modes as the Julia symbols :addition and :multiplicative_integration
+DOCUMENTED_SPELLINGS = {":addition": "addition", "multiplicative_integration": "multiplicative",
+                        ":multiplicative_integration": "multiplicative"}
 
 
 def glorot_uniform_(tensor: torch.Tensor) -> torch.Tensor:
@@ -59,13 +62,8 @@ class _AntisymmetricBase(nn.Module):
         if unknown:
             raise ValueError(f"{name} got unknown keyword(s) {sorted(unknown)}; "
                              f"allowed keywords: {', '.join(self.keywords())}")
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
-        for arg, value in (("bias", bias), ("recurrent_bias", recurrent_bias),
-                           ("independent_recurrence", independent_recurrence)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name}: {arg} must be True or False, got {value!r}")
+        check_sizes(name, input_size=input_size, hidden_size=hidden_size)
+        check_switches(name, bias=bias, recurrent_bias=recurrent_bias, independent_recurrence=independent_recurrence)
         for arg, value in (("init_kernel", init_kernel), ("init_recurrent_kernel", init_recurrent_kernel)):
             if not callable(value):
                 raise TypeError(f"{name}: {arg} must be a callable that fills a tensor in place "
@@ -76,8 +74,10 @@ class _AntisymmetricBase(nn.Module):
         if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0 <= gamma < math.inf:
             raise ValueError(f"{name}: gamma is the diffusion strength and must be a finite number >= 0, "
                              f"got {gamma!r}")
+        integration_mode = DOCUMENTED_SPELLINGS.get(integration_mode, integration_mode)
         if integration_mode not in INTEGRATION_MODES:
-            raise ValueError(f"{name}: integration_mode must be one of {INTEGRATION_MODES}, "
+            raise ValueError(f"{name}: integration_mode must be one of {INTEGRATION_MODES} (or the reference "
+                             f"documentation's spellings ':addition', ':multiplicative_integration'), "
                              f"got {integration_mode!r}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.epsilon, self.gamma = float(epsilon), float(gamma)
@@ -127,14 +127,21 @@ class _AntisymmetricBase(nn.Module):
     def forward(self, inputs: torch.Tensor, H: torch.Tensor | None = None):
         """Run over a sequence: ``inputs`` of shape ``(T, B, input)``, ``H`` of shape ``(B, hidden)`` or
         None for zeros. Returns ``(outputs, H)``: every state, shape ``(T, B, hidden)``, and the last."""
-        check_sequence(type(self).__name__, inputs, self.input_size)
-        H = initial_state(type(self).__name__, inputs, H, self.hidden_size)
+        check_sequence(type(self).__name__, inputs, self.input_size, self.weight_ih)
+        H = initial_state(type(self).__name__, inputs, H, self.hidden_size, like=self.weight_ih)
         A = self.recurrent_matrix()
         outputs = []
         for x in inputs:
             H = self.step(x, H, A)
             outputs.append(H)
         return torch.stack(outputs), H
+
+    def _check_step(self, x, h):
+        """One step's ``x`` of shape ``(B, input_size)`` and ``h`` of shape ``(B, hidden_size)``, in the
+        parameters' dtype and on their device."""
+        name = type(self).__name__
+        B = check_step_input(name, x, self.input_size, self.weight_ih)
+        check_state(f"{name}.step", h, B, self.hidden_size, self.weight_ih, label="h")
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, epsilon={self.epsilon}, gamma={self.gamma}, "
@@ -157,6 +164,7 @@ class AntisymmetricRNN(_AntisymmetricBase):
     def step(self, x, h, A=None):
         """One Euler step: ``x`` of shape ``(B, input)``, ``h`` of shape ``(B, hidden)`` -> new ``h``;
         ``A`` is :meth:`recurrent_matrix`, computed here when None."""
+        self._check_step(x, h)
         pre = self.integrate(self.input_projection(x), self.recurrent_projection(h, A))
         return h + self.epsilon * torch.tanh(pre)
 
@@ -179,6 +187,7 @@ class GatedAntisymmetricRNN(_AntisymmetricBase):
     def step(self, x, h, A=None):
         """One gated Euler step: ``x`` of shape ``(B, input)``, ``h`` of shape ``(B, hidden)`` -> new ``h``;
         ``A`` is :meth:`recurrent_matrix`, computed here when None."""
+        self._check_step(x, h)
         gate_in, candidate_in = self.input_projection(x).chunk(2, dim=-1)
         recurrent = self.recurrent_projection(h, A)
         z = torch.sigmoid(self.integrate(gate_in, recurrent))

@@ -118,19 +118,37 @@ def chapters_with_exercises(notebooks_dir: Path) -> list[Path]:
     return [path for path in paths if has_exercises(nbformat.read(path, as_version=4))]
 
 
-def read_manifest(student_dir: Path) -> dict[str, str]:
+class ManifestError(RuntimeError):
+    """``.generated.json`` cannot be read: without it, edited copies cannot be told from generated ones."""
+
+
+def read_manifest(student_dir: Path, *, force: bool = False) -> dict[str, str]:
+    """The recorded SHA-256 of each generated copy; with ``force`` an unreadable record counts as empty."""
     path = Path(student_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+            raise ValueError("expected an object mapping file names to SHA-256 digests")
+        return manifest
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        if force:
+            return {}
+        raise ManifestError(f"{path} is corrupted ({type(err).__name__}: {err}); it records which student copies "
+                            "were generated and which were edited. Run `python -m utils.assignments --force` to "
+                            "rewrite it with the copies (this overwrites any student's edits).") from err
 
 
 def edited_copies(student_dir: Path, names, manifest: dict[str, str], texts: dict[str, str]) -> list[Path]:
-    """Student copies on disk that are neither what was generated last time nor what would be written now."""
+    """Student copies on disk that are neither what was generated last time nor what would be written now
+    (a copy that is not valid UTF-8 any more counts as edited: it is not what was generated)."""
     edited = []
     for name in names:
         path = Path(student_dir) / name
         if path.exists():
-            on_disk = path.read_text()
-            if sha256(on_disk) != manifest.get(name) and on_disk != texts[name]:
+            on_disk = path.read_bytes()
+            if hashlib.sha256(on_disk).hexdigest() != manifest.get(name) and on_disk != texts[name].encode():
                 edited.append(path)
     return edited
 
@@ -143,7 +161,7 @@ def generate(notebooks_dir: Path, student_dir: Path, *, force: bool = False) -> 
     """
     student_dir = Path(student_dir)
     texts = {path.name: student_text(path) for path in chapters_with_exercises(notebooks_dir)}
-    manifest = read_manifest(student_dir)
+    manifest = read_manifest(student_dir, force=force)
     edited = [] if force else edited_copies(student_dir, texts, manifest, texts)
     if edited:
         names = ", ".join(str(path) for path in edited)
@@ -153,7 +171,7 @@ def generate(notebooks_dir: Path, student_dir: Path, *, force: bool = False) -> 
     status = {}
     for name, text in texts.items():
         path = student_dir / name
-        status[name] = "unchanged" if path.exists() and path.read_text() == text else "wrote"
+        status[name] = "unchanged" if path.exists() and path.read_bytes() == text.encode() else "wrote"
         if status[name] == "wrote":
             path.write_text(text)
         manifest[name] = sha256(text)
@@ -169,7 +187,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         status = generate(args.notebooks, args.out or args.notebooks / "student", force=args.force)
-    except StudentCopyEdited as error:
+    except (StudentCopyEdited, ManifestError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for name, what in status.items():

@@ -19,18 +19,19 @@ import torch
 from torch import nn
 
 from utils.gru import GRUScratch
+from utils.shapes import check_sizes, check_state, check_step_input
 
 
 def _check_step(cell, x, h):
-    """Shape checks shared by both cells: ``x`` (B, input_size), ``h`` (B, hidden_size)."""
+    """Checks shared by both cells: ``x`` (B, input_size), ``h`` (B, hidden_size), both in the dtype and on
+    the device of the cell's parameters."""
     name = type(cell).__name__
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != cell.input_size:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} takes one time step x of shape (B, {cell.input_size}), got {got}; "
+    like = next(cell.parameters())
+    if isinstance(x, torch.Tensor) and x.dim() == 3:
+        raise ValueError(f"{name} takes one time step x of shape (B, {cell.input_size}), got {tuple(x.shape)}; "
                          "loop over time with utils.classifier.GRUClassifier")
-    if not isinstance(h, torch.Tensor) or tuple(h.shape) != (x.shape[0], cell.hidden_size):
-        got = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
-        raise ValueError(f"{name} expects a state h of shape ({x.shape[0]}, {cell.hidden_size}), got {got}")
+    B = check_step_input(name, x, cell.input_size, like)
+    check_state(name, h, B, cell.hidden_size, like, label="h")
 
 
 class ConcatGRUCell(nn.Module):
@@ -42,6 +43,7 @@ class ConcatGRUCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
+        check_sizes(type(self).__name__, input_size=input_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.reset_gate = nn.Linear(input_size + hidden_size, hidden_size)
         self.update_gate = nn.Linear(input_size + hidden_size, hidden_size)
@@ -102,6 +104,7 @@ class SplitGRUCell(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
+        check_sizes(type(self).__name__, input_size=input_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
         for gate in self.GATES:
             setattr(self, f"x_{gate}", nn.Linear(input_size, hidden_size))

@@ -11,6 +11,8 @@ with :func:`utils.sequence_models.train_on_task`.
 import torch
 from torch import nn
 
+from utils.shapes import check_sizes, check_state, check_tensor_like
+
 
 class GRUClassifier(nn.Module):
     """``cell`` looped over time, then ``nn.Linear(cell.hidden_size, num_classes)`` on the last state.
@@ -26,8 +28,9 @@ class GRUClassifier(nn.Module):
         if missing:
             raise TypeError(f"GRUClassifier needs a cell with input_size and hidden_size attributes; "
                             f"{type(cell).__name__} lacks {', '.join(missing)}")
+        check_sizes("GRUClassifier", num_classes=num_classes)
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+            raise ValueError(f"GRUClassifier expects num_classes to be at least 2, got {num_classes}")
         self.cell = cell
         self.head = nn.Linear(cell.hidden_size, num_classes)
 
@@ -41,13 +44,10 @@ class GRUClassifier(nn.Module):
         B, T = X.shape[0], X.shape[1]
         if T == 0:
             raise ValueError("GRUClassifier got an empty sequence (T = 0)")
-        if h0 is None:
-            h = X.new_zeros(B, self.cell.hidden_size)
-        elif tuple(h0.shape) != (B, self.cell.hidden_size):
-            raise ValueError(f"GRUClassifier expects h0 of shape ({B}, {self.cell.hidden_size}), "
-                             f"got {tuple(h0.shape)}")
-        else:
-            h = h0
+        like = next(self.head.parameters())
+        check_tensor_like("GRUClassifier", "X", X, like)
+        h = X.new_zeros(B, self.cell.hidden_size) if h0 is None else check_state(
+            "GRUClassifier", h0, B, self.cell.hidden_size, like, label="h0")
         states = []
         for t in range(T):
             h = self.cell(X[:, t], h)

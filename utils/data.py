@@ -1,23 +1,31 @@
-"""The Time Machine corpus through d2l's real download path, with a verified cache.
+"""The Time Machine corpus from d2l's data server, with a verified cache.
 
-The file is fetched from d2l's data server into the git-ignored ``data/`` folder at the repository root
-(see :mod:`utils.paths`) and checked against its published sha1. A valid cached copy means no network
-access at all. A corrupted or truncated copy is downloaded again; if that fails (offline), the error
-names the file, the expected sha1 and how to fix it. Nothing unverified is ever used.
+The file is fetched from d2l's URL (``d2l.DATA_URL``) into the git-ignored ``data/`` folder at the
+repository root (see :mod:`utils.paths`) and checked against its published sha1, as d2l's own download does,
+with two things d2l's download lacks: a timeout (a server that accepts the connection but never answers
+gives an error, not a hang) and a download into a temporary file that replaces the cache only once its
+sha1 is right (a cut-off transfer leaves no empty or partial file). A valid cached copy means no network
+access at all. Whatever is wrong (no copy, a corrupted one, a directory or an unreadable file in its place,
+no network), the error names the file, what was expected and how to fix it. Nothing unverified is used.
 """
 import hashlib
+import os
 from pathlib import Path
 
 import d2l.torch as d2l
+import requests
+import torch
 
 from utils.paths import data_dir
+from utils.shapes import check_sizes
 
 TIME_MACHINE_URL = d2l.DATA_URL + "timemachine.txt"
 TIME_MACHINE_SHA1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
+DOWNLOAD_TIMEOUT = (10, 30)  # seconds to connect, and to wait for each block of the answer
 
 
 class CorpusError(RuntimeError):
-    """The cached corpus is missing or corrupted and could not be downloaded again."""
+    """The cached corpus is missing, corrupted or unusable, and could not be downloaded again."""
 
 
 def sha1_of(path: Path) -> str:
@@ -29,26 +37,58 @@ def sha1_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def time_machine_path() -> Path:
-    """Path of the verified corpus in the cache, downloading it through ``d2l.download`` if needed."""
-    folder = data_dir()
-    path = folder / "timemachine.txt"
-    found = sha1_of(path) if path.exists() else None
-    if found == TIME_MACHINE_SHA1:
-        return path
-    state = "missing" if found is None else f"corrupted (sha1 {found})"
+def _cached_state(path: Path) -> str | None:
+    """None when ``path`` holds the verified corpus; otherwise what is wrong with it, in a few words."""
+    if path.is_dir():
+        raise CorpusError(f"{path} is a directory, but the corpus must be a file there. Fix: remove the directory "
+                          f"(rm -r {path}) and run again, or copy a verified timemachine.txt in its place.")
+    if not path.exists():
+        return "missing"
     try:
-        d2l.download(TIME_MACHINE_URL, str(folder), TIME_MACHINE_SHA1)
-    except Exception as err:  # requests raises several types; all mean "could not download"
+        found = sha1_of(path)
+    except OSError as err:
+        raise CorpusError(f"{path} cannot be read ({type(err).__name__}: {err}). Fix: make it readable "
+                          f"(chmod u+rw {path}) or delete it so that it is downloaded again.") from err
+    return None if found == TIME_MACHINE_SHA1 else f"corrupted (sha1 {found})"
+
+
+def download_verified(url: str, path: Path, sha1: str, timeout=DOWNLOAD_TIMEOUT) -> None:
+    """Download ``url`` to ``path`` through a temporary file beside it; ``path`` is replaced only when the
+    download completed and its sha1 is ``sha1``. Raises ``requests`` errors (including timeouts) and
+    :class:`CorpusError` for a wrong sha1."""
+    partial = path.with_name(path.name + ".part")
+    try:
+        with requests.get(url, stream=True, timeout=timeout) as response:
+            response.raise_for_status()
+            with open(partial, "wb") as f:
+                for block in response.iter_content(1 << 16):
+                    f.write(block)
+        found = sha1_of(partial)
+        if found != sha1:
+            raise CorpusError(f"downloaded {url}, but its sha1 is {found}, expected {sha1}: the server sent "
+                              f"something else. {path} was left as it was; try again later, or copy a verified "
+                              f"copy to {path}.")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def time_machine_path() -> Path:
+    """Path of the verified corpus in the cache, downloading it from d2l's server if needed."""
+    path = data_dir() / "timemachine.txt"
+    state = _cached_state(path)
+    if state is None:
+        return path
+    print(f"Downloading {TIME_MACHINE_URL} to {path} ({path.name} is {state})...", flush=True)
+    try:
+        download_verified(TIME_MACHINE_URL, path, TIME_MACHINE_SHA1)
+    except CorpusError:
+        raise
+    except (requests.RequestException, OSError) as err:  # offline, refused, timed out, cut off, unwritable
         raise CorpusError(
             f"{path} is {state} and the download from {TIME_MACHINE_URL} failed "
             f"({type(err).__name__}: {err}). Expected sha1 {TIME_MACHINE_SHA1}. Fix: connect to the "
             f"internet and run again, or copy a verified timemachine.txt to {path}.") from err
-    found = sha1_of(path)
-    if found != TIME_MACHINE_SHA1:
-        raise CorpusError(
-            f"downloaded {path} from {TIME_MACHINE_URL}, but its sha1 is {found}, expected "
-            f"{TIME_MACHINE_SHA1}. Delete the file and try again later, or copy a verified copy there.")
     return path
 
 
@@ -57,8 +97,31 @@ class TimeMachine(d2l.TimeMachine):
 
     Same arguments as d2l: ``TimeMachine(batch_size, num_steps, num_train=10000, num_val=5000)``;
     ``X`` and ``Y`` have shape ``(num_sequences, num_steps)``, and ``vocab`` has 28 tokens
-    (26 letters, space, ``<unk>``).
+    (26 letters, space, ``<unk>``). Training windows are the first ``num_train`` (window ``i`` starts at
+    character ``i``), validation windows the ``num_val`` after them; the arguments are checked before
+    anything is built (d2l would silently train on nearly everything for a negative ``num_train``).
     """
 
+    def __init__(self, batch_size, num_steps, num_train=10000, num_val=5000):
+        check_sizes("TimeMachine", batch_size=batch_size, num_steps=num_steps, num_train=num_train)
+        if isinstance(num_val, bool) or not isinstance(num_val, int) or num_val < 0:
+            raise ValueError(f"TimeMachine expects num_val to be an int >= 0 (0: no validation windows), "
+                             f"got {num_val!r}")
+        available = len(self._preprocess(self._download())) - num_steps
+        if num_train + num_val > available:
+            raise ValueError(f"TimeMachine has {available} windows of num_steps={num_steps} characters, but "
+                             f"num_train + num_val = {num_train} + {num_val} = {num_train + num_val} were asked for")
+        super().__init__(batch_size, num_steps, num_train=num_train, num_val=num_val)
+
+    def tokens(self, start: int, stop: int):
+        """The token indices of characters ``start`` to ``stop`` (excluded) of the preprocessed corpus, a
+        tensor of shape ``(stop - start,)``: held-out text is read from here."""
+        corpus, _ = self.build(self._download(), self.vocab)
+        if not 0 <= start < stop <= len(corpus):
+            raise ValueError(f"TimeMachine.tokens expects 0 <= start < stop <= {len(corpus)}, got {start}, {stop}")
+        return torch.tensor(corpus[start:stop])
+
     def _download(self):
-        return time_machine_path().read_text()
+        if not hasattr(self, "_text"):
+            self._text = time_machine_path().read_text()
+        return self._text

@@ -102,7 +102,6 @@ def _plotting():
 D2L_CHECKS = {
     "TimeMachine": _time_machine,
     "DATA_URL": _time_machine,
-    "download": _time_machine,
     "Vocab": _vocab,
     "Module": _module,
     "HyperParameters": _module,

@@ -27,7 +27,7 @@ from torch import nn
 
 from utils.gru import GRUScratch
 from utils.paths import build_dir
-from utils.shapes import check_sequence, initial_state
+from utils.shapes import check_sequence, check_sizes, initial_state
 
 STEPS = ("indexed", "hoisted", "fused", "reset_after", "jit", "compile")
 RESET_AFTER_STEPS = ("reset_after", "jit", "compile")
@@ -118,8 +118,9 @@ class FastGRU(nn.Module):
     H (B, h))``. Weights are drawn from ``N(0, sigma^2)``, biases start at zero, as in d2l.
     """
 
-    def __init__(self, num_inputs, num_hiddens, step="compile", sigma=0.01):
+    def __init__(self, num_inputs, num_hiddens, step="reset_after", sigma=0.01):
         super().__init__()
+        check_sizes("FastGRU", num_inputs=num_inputs, num_hiddens=num_hiddens)
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
         self.num_inputs, self.num_hiddens, self.step = num_inputs, num_hiddens, step
@@ -133,8 +134,8 @@ class FastGRU(nn.Module):
         return self.step in RESET_AFTER_STEPS
 
     def forward(self, inputs, H=None):
-        check_sequence("FastGRU", inputs, self.num_inputs)
-        H = initial_state("FastGRU", inputs, H, self.num_hiddens)
+        check_sequence("FastGRU", inputs, self.num_inputs, self.W_x)
+        H = initial_state("FastGRU", inputs, H, self.num_hiddens, like=self.W_x)
         if self.reset_after:
             return _compiled_forward(self.step)(inputs, H, self.W_x, self.b, self.W_h, self.b_hh)
         XW = project_inputs(inputs, self.W_x, self.b)
@@ -148,6 +149,9 @@ class FastGRU(nn.Module):
         both compute the same formulation."""
         if not isinstance(gru, GRUScratch):
             raise TypeError(f"from_scratch expects a utils.gru.GRUScratch, got {type(gru).__name__}")
+        if type(gru) is not GRUScratch:
+            raise TypeError(f"from_scratch expects a plain utils.gru.GRUScratch (d2l's gates), got the subclass "
+                            f"{type(gru).__name__}, whose gates are computed differently")
         if not (gru.reset_gate and gru.update_gate):
             raise ValueError("from_scratch needs a GRUScratch with both gates (reset_gate=update_gate=True)")
         model = cls(gru.num_inputs, gru.num_hiddens, step).to(device=gru.W_xz.device, dtype=gru.W_xz.dtype)

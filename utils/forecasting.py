@@ -117,7 +117,13 @@ def forecast_origins(split: TimeSplit, part: str, horizon: int) -> np.ndarray:
 
 def _check_origins(series, origins, horizon, first_origin):
     series = as_series(series)
-    origins = np.asarray(origins, dtype=np.int64)
+    given = np.asarray(origins)
+    if given.dtype == bool:
+        raise TypeError("origins must be integer indices, got a boolean mask; pass np.flatnonzero(mask)")
+    if given.size and not np.issubdtype(given.dtype, np.integer):
+        raise TypeError(f"origins must be integer indices, got values of dtype {given.dtype} "
+                        f"(first: {given.flat[0].item()!r})")
+    origins = given.astype(np.int64)
     if origins.ndim != 1 or origins.size == 0:
         raise ValueError(f"origins must be a non-empty 1-D array of indices, got shape {origins.shape}")
     if horizon < 1:
@@ -246,10 +252,15 @@ def torch_predictor(model: nn.Module):
     """``predict_next`` for :func:`recursive_forecast` from a torch model that maps ``(B, T, 1)`` windows to
     ``(B, 1)``: takes and returns NumPy arrays, runs in eval mode without gradients."""
 
+    parameter = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    if parameter is None:
+        raise TypeError(f"torch_predictor expects a torch model with parameters (their dtype sets the inputs'), "
+                        f"got {type(model).__name__}, which has none")
+    dtype = parameter.dtype
+
     @torch.no_grad()
     def predict_next(X):
         X = np.asarray(X)
-        dtype = next(model.parameters()).dtype
         was_training = model.training
         model.eval()
         out = model(torch.as_tensor(X, dtype=dtype)[..., None])

@@ -21,7 +21,7 @@ import d2l.torch as d2l
 import torch
 from torch import nn
 
-from utils.shapes import check_sequence, initial_state
+from utils.shapes import check_sequence, check_sizes, check_state, check_step_input, check_switches, initial_state
 
 
 class GRUStep(NamedTuple):
@@ -45,9 +45,11 @@ class GRUScratch(d2l.Module):
     def __init__(self, num_inputs, num_hiddens, sigma=0.01, *, reset_gate=True, update_gate=True,
                  reset_after=False):
         super().__init__()
-        for name, size in (("num_inputs", num_inputs), ("num_hiddens", num_hiddens)):
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise ValueError(f"GRUScratch expects {name} to be a positive int, got {size!r}")
+        check_sizes(type(self).__name__, num_inputs=num_inputs, num_hiddens=num_hiddens)
+        check_switches(type(self).__name__, reset_gate=reset_gate, update_gate=update_gate, reset_after=reset_after)
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < float("inf"):
+            raise ValueError(f"{type(self).__name__} expects sigma (the weights' standard deviation) to be a "
+                             f"finite number >= 0, got {sigma!r}")
         if reset_after and not reset_gate:
             raise ValueError("reset_after=True places the reset gate after the hidden matmul, so it needs "
                              "reset_gate=True; got reset_gate=False")
@@ -74,7 +76,7 @@ class GRUScratch(d2l.Module):
         ``Z`` or ``R`` (broadcastable to ``(B, num_hiddens)``), when given, replace the computed gate:
         this is how the course sets gates by hand.
         """
-        self._check_forced_gates(Z, R)
+        self._check_step(X, H, Z, R)
         if self.update_gate and Z is None:
             Z = torch.sigmoid(X @ self.W_xz + H @ self.W_hz + self.b_z)
         if self.reset_gate and R is None:
@@ -122,26 +124,49 @@ class GRUScratch(d2l.Module):
                 raise ValueError(f"forced {name} given, but this GRUScratch has no {gate} gate "
                                  f"({gate}_gate=False)")
 
-    def _check(self, inputs, H, Z=None, R=None):
-        """Validate the shapes of a sequence call; return the initial state (zeros when ``H`` is None)."""
-        T, B = check_sequence("GRUScratch", inputs, self.num_inputs)
+    def _check_step(self, X, H, Z, R):
+        """Validate one step's call: ``X`` (B, num_inputs), ``H`` (B, num_hiddens) in the parameters' dtype and
+        on their device, forced gates only for gates the model has, broadcastable to (B, num_hiddens)."""
+        name = type(self).__name__
+        B = check_step_input(name, X, self.num_inputs, self.W_xh)
+        check_state(f"{name}.step", H, B, self.num_hiddens, self.W_xh)
         self._check_forced_gates(Z, R)
-        for name, forced in (("Z", Z), ("R", R)):
+        for label, forced in (("Z", Z), ("R", R)):
+            if forced is not None:
+                self._check_broadcast(label, forced, (B, self.num_hiddens))
+
+    @staticmethod
+    def _check_broadcast(label, forced, shape):
+        """A forced gate for one step must be a number or a tensor that broadcasts to ``shape``."""
+        if isinstance(forced, (int, float)) and not isinstance(forced, bool):
+            return
+        if not isinstance(forced, torch.Tensor):
+            raise TypeError(f"forced {label} must be a tensor or a number, got {type(forced).__name__}")
+        try:
+            if torch.broadcast_shapes(tuple(forced.shape), shape) != torch.Size(shape):
+                raise RuntimeError
+        except RuntimeError:
+            raise ValueError(f"forced {label} must broadcast to {shape} (batch, num_hiddens), got shape "
+                             f"{tuple(forced.shape)}") from None
+
+    def _check(self, inputs, H, Z=None, R=None):
+        """Validate a sequence call (shapes, dtypes, devices); return the initial state (zeros when ``H``
+        is None)."""
+        name = type(self).__name__
+        T, B = check_sequence(name, inputs, self.num_inputs, self.W_xh)
+        self._check_forced_gates(Z, R)
+        for label, forced in (("Z", Z), ("R", R)):
             if forced is None:
                 continue
             shape = tuple(forced.shape) if isinstance(forced, torch.Tensor) else None
             if shape is None or len(shape) == 0 or shape[0] != T:
-                raise ValueError(f"forced {name} must be a tensor with one entry per time step, shape "
+                raise ValueError(f"forced {label} must be a tensor with one entry per time step, shape "
                                  f"({T}, ...), got {shape if shape is not None else type(forced).__name__}")
-            try:
-                torch.broadcast_shapes(shape[1:], (B, self.num_hiddens))
-            except RuntimeError:
-                raise ValueError(f"forced {name}[t] must broadcast to ({B}, {self.num_hiddens}) "
-                                 f"(batch, num_hiddens); {name} has shape {shape}") from None
             if len(shape[1:]) > 2:
-                raise ValueError(f"forced {name} must have at most 3 dimensions (T, B, num_hiddens), "
+                raise ValueError(f"forced {label} must have at most 3 dimensions (T, B, num_hiddens), "
                                  f"got shape {shape}")
-        return initial_state("GRUScratch", inputs, H, self.num_hiddens)
+            self._check_broadcast(f"{label}[t]", forced[0], (B, self.num_hiddens))
+        return initial_state(name, inputs, H, self.num_hiddens, like=self.W_xh)
 
     @classmethod
     def from_torch(cls, gru: nn.GRU) -> "GRUScratch":

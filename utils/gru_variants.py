@@ -82,6 +82,7 @@ class GRUVariant(GRUScratch):
     def step(self, X, H, *, Z=None, R=None):
         """One time step, as :meth:`GRUScratch.step`, with this variant's gates (forced ``Z``/``R``, when
         given, replace them)."""
+        self._check_step(X, H, Z, R)
         if self.variant == "mgu":
             F = self.gate("f", X, H)
             Z = 1 - F if Z is None else Z

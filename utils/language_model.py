@@ -4,9 +4,14 @@ that compares models (scratch against concise, RNN against GRU, gate ablations, 
 from dataclasses import dataclass, field
 from typing import Callable
 
-import d2l.torch as d2l
-from torch import nn
+import math
 
+import d2l.torch as d2l
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from utils.sampling import generate
 from utils.training import TrainingResult, fit, perplexity, seed_everything
 
 PREFIXES = ("time traveller", "it has")
@@ -24,7 +29,7 @@ class LanguageModelRun:
     name: str
     model: d2l.RNNLMScratch
     result: TrainingResult
-    val_perplexity: float
+    val_perplexity: float | None
     num_params: int
     samples: dict = field(default_factory=dict)
 
@@ -53,16 +58,35 @@ def language_model(rnn: nn.Module, vocab_size: int, lr: float) -> d2l.RNNLMScrat
 
 def train_language_model(name: str, make_rnn: Callable[[int], nn.Module], data, *, lr: float,
                          max_epochs: int, gradient_clip_val: float = 1.0, seed: int = 0,
-                         prefixes=PREFIXES, num_preds: int = 50, display: bool = True) -> LanguageModelRun:
+                         prefixes=PREFIXES, num_preds: int = 50, display: bool = True,
+                         validate: bool = True) -> LanguageModelRun:
     """Seed, build ``make_rnn(vocab_size)`` inside a d2l language model, train it with d2l's Trainer on
-    ``data`` (a :class:`utils.data.TimeMachine`), and measure it.
+    ``data`` (a :class:`utils.data.TimeMachine`), and measure it (``validate=False``: no validation
+    perplexity, for data without validation windows).
     """
     seed_everything(seed)
     vocab_size = len(data.vocab)
     model = language_model(make_rnn(vocab_size), vocab_size, lr)
     trainer = d2l.Trainer(max_epochs=max_epochs, gradient_clip_val=gradient_clip_val)
     result = fit(model, data, trainer, ylabel="perplexity", display=display)
-    samples = {prefix: model.predict(prefix, num_preds, data.vocab) for prefix in prefixes}
+    samples = {prefix: generate(model, prefix, num_preds, data.vocab) for prefix in prefixes}
     return LanguageModelRun(name=name, model=model, result=result,
-                            val_perplexity=perplexity(model, data.val_dataloader()),
+                            val_perplexity=perplexity(model, data.val_dataloader()) if validate else None,
                             num_params=sum(p.numel() for p in model.parameters()), samples=samples)
+
+
+@torch.no_grad()
+def stream_perplexity(model, tokens: torch.Tensor) -> float:
+    """Perplexity of a d2l language model on one text, every character after the first predicted from all the
+    characters before it: the model reads ``tokens`` (shape ``(N,)``) from a zero state, carrying its state
+    through the whole text. The same text and the same rule score any model, whatever its ``num_steps``.
+    A diverged model gives ``inf``."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1 or len(tokens) < 2:
+        raise ValueError(f"stream_perplexity expects a 1-D tensor of at least 2 tokens, got "
+                         f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
+    was_training = model.training
+    model.eval()
+    logits = model(tokens[None, :-1])  # (1, N - 1, vocab_size)
+    model.train(was_training)
+    loss = F.cross_entropy(logits[0].double(), tokens[1:]).item()
+    return math.exp(loss) if math.isfinite(loss) and loss < 700 else math.inf

@@ -14,7 +14,7 @@ import d2l.torch as d2l
 import torch
 from torch import nn
 
-from utils.shapes import check_sequence
+from utils.shapes import check_sequence, check_sizes, check_state
 
 
 class LSTMScratch(d2l.Module):
@@ -26,6 +26,7 @@ class LSTMScratch(d2l.Module):
 
     def __init__(self, num_inputs, num_hiddens, sigma=0.01):
         super().__init__()
+        check_sizes("LSTMScratch", num_inputs=num_inputs, num_hiddens=num_hiddens)
         self.save_hyperparameters()
 
         def triple():
@@ -41,13 +42,15 @@ class LSTMScratch(d2l.Module):
     def forward(self, inputs, state=None):
         """``inputs`` of shape ``(T, B, num_inputs)``, ``state`` a pair ``(H, C)`` of ``(B, num_hiddens)``
         tensors or None for zeros. Returns ``(outputs (T, B, num_hiddens), (H, C))``."""
-        _, B = check_sequence("LSTMScratch", inputs, self.num_inputs)
+        _, B = check_sequence("LSTMScratch", inputs, self.num_inputs, self.W_xi)
         if state is None:
-            zeros = torch.zeros((B, self.num_hiddens), device=inputs.device, dtype=inputs.dtype)
+            zeros = inputs.new_zeros(B, self.num_hiddens)
             state = (zeros, zeros)
-        if (not isinstance(state, tuple) or len(state) != 2
-                or any(tuple(s.shape) != (B, self.num_hiddens) for s in state)):
-            raise ValueError(f"LSTMScratch expects a state (H, C) of two ({B}, {self.num_hiddens}) tensors")
+        if not isinstance(state, tuple) or len(state) != 2:
+            raise ValueError(f"LSTMScratch expects a state (H, C) of two ({B}, {self.num_hiddens}) tensors, got "
+                             f"{type(state).__name__}")
+        for label, tensor in zip("HC", state):
+            check_state("LSTMScratch", tensor, B, self.num_hiddens, self.W_xi, label)
         H, C = state
         outputs = []
         for X in inputs:
@@ -70,5 +73,10 @@ class LSTM(d2l.RNN):
 
     def __init__(self, num_inputs, num_hiddens):
         d2l.Module.__init__(self)
+        check_sizes("LSTM", num_inputs=num_inputs, num_hiddens=num_hiddens)
         self.save_hyperparameters()
         self.rnn = nn.LSTM(num_inputs, num_hiddens)
+
+    def forward(self, inputs, state=None):
+        check_sequence("LSTM", inputs, self.num_inputs, self.rnn.weight_ih_l0)
+        return self.rnn(inputs, state)

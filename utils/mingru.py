@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.shapes import check_sequence, initial_state
+from utils.shapes import check_sequence, check_sizes, initial_state
 
 
 def log_g(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,11 @@ def sequential_scan(Z: torch.Tensor, H_tilde: torch.Tensor, H: torch.Tensor) -> 
 
 def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, H: torch.Tensor | None) -> torch.Tensor:
     """All ``H_t = a_t H_{t-1} + b_t`` at once from ``log a`` and ``log b`` of shape ``(T, B, h)`` and a
-    positive ``H`` of shape ``(B, h)`` (None: ``H_0 = 0``); returns ``(T, B, h)``."""
+    positive ``H`` of shape ``(B, h)`` (None: ``H_0 = 0``); returns ``(T, B, h)``.
+
+    Precision: ``cumsum`` adds ``T`` logarithms, so in float32 the relative error grows with the length
+    (about 1e-4 at T=1000 and 4e-4 at T=4000 in the tests, bounded there by 1e-6 * T), while the loop
+    over time stays at float32's rounding; in float64 both agree to about 1e-12."""
     a_star = torch.cumsum(log_a, dim=0)  # log A_t
     terms = log_b - a_star  # log (b_s / A_s)
     if H is not None:
@@ -63,6 +67,7 @@ class MinGRU(nn.Module):
 
     def __init__(self, num_inputs, num_hiddens, sigma=0.01):
         super().__init__()
+        check_sizes("MinGRU", num_inputs=num_inputs, num_hiddens=num_hiddens)
         self.num_inputs, self.num_hiddens = num_inputs, num_hiddens
         self.W_x = nn.Parameter(torch.randn(num_inputs, 2 * num_hiddens) * sigma)
         self.b = nn.Parameter(torch.zeros(2 * num_hiddens))
@@ -79,7 +84,7 @@ class MinGRU(nn.Module):
 
     def _check(self, inputs, H):
         """Validate the shapes, and that a given state is positive (the log-space scan takes log H)."""
-        check_sequence("MinGRU", inputs, self.num_inputs)
-        if H is not None and not bool((initial_state("MinGRU", inputs, H, self.num_hiddens) > 0).all()):
+        check_sequence("MinGRU", inputs, self.num_inputs, self.W_x)
+        if H is not None and not bool((initial_state("MinGRU", inputs, H, self.num_hiddens, like=self.W_x) > 0).all()):
             raise ValueError("MinGRU needs a positive state H (the log-space scan takes log H; minGRU's "
                              "states stay positive when they start positive); got an entry <= 0")

@@ -17,7 +17,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from utils.mode import QUICK_ENV
-from utils.paths import build_dir, repo_root
+from utils.paths import OUTPUT_ENV, STORE_ENV, build_dir, repo_root
 
 # The one place that names the course's repository.
 REPO_URL = "https://github.com/gru-course/gru-course"
@@ -59,16 +59,19 @@ def sync_setup_cell(path: Path) -> bool:
 
 
 def execute(path: Path, timeout: int = 3600) -> float:
-    """Execute a notebook in full mode and store its outputs in place; return the seconds it took."""
+    """Execute a notebook in full mode, storing its figures (``GRU_COURSE_STORE=1``), and store its outputs
+    in place; return the seconds it took. The kernel gets its own environment: the caller's is left as it
+    was."""
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
-    os.environ.pop(QUICK_ENV, None)
+    env = {name: value for name, value in os.environ.items() if name not in (QUICK_ENV, OUTPUT_ENV)}
+    env[STORE_ENV] = "1"
     lock_path = build_dir() / "full-run.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+                       resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
         seconds = time.perf_counter() - start
     nbformat.write(nb, path)
     return seconds

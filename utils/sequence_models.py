@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from utils.shapes import check_sizes
 from utils.tasks import SequenceTask
 from utils.training import seed_everything
 
@@ -23,6 +24,11 @@ class LastStepModel(nn.Module):
 
     def __init__(self, rnn: nn.Module, num_hiddens: int, num_outputs: int):
         super().__init__()
+        check_sizes("LastStepModel", num_hiddens=num_hiddens, num_outputs=num_outputs)
+        if getattr(rnn, "batch_first", False):
+            raise ValueError(f"LastStepModel feeds its rnn time-major inputs (T, B, num_inputs); got a "
+                             f"{type(rnn).__name__} with batch_first=True, which would run the recurrence over "
+                             "the batch axis: build it with batch_first=False")
         self.rnn = rnn
         self.head = nn.Linear(num_hiddens, num_outputs)
 
@@ -48,9 +54,14 @@ class TaskHistory:
 
 
 def loss_fn(task: SequenceTask, outputs, targets):
-    """Cross-entropy for classification, mean squared error for regression."""
+    """Cross-entropy for classification (``outputs`` (B, C), ``targets`` (B,) class indices), mean squared
+    error for regression (``outputs`` and ``targets`` of the same shape (B, num_outputs))."""
     if task.kind == "classification":
         return F.cross_entropy(outputs, targets)
+    if outputs.shape != targets.shape:
+        raise ValueError(f"regression outputs of shape {tuple(outputs.shape)} and targets of shape "
+                         f"{tuple(targets.shape)} differ: the loss would broadcast them to each other; give the "
+                         "targets the shape (N, num_outputs)")
     return F.mse_loss(outputs, targets)
 
 
@@ -66,7 +77,7 @@ def evaluate(model: nn.Module, task: SequenceTask, batch_size: int = 1024) -> fl
         if task.kind == "classification":
             total += (out.argmax(dim=-1) == target).sum().item()
         else:
-            total += F.mse_loss(out, target, reduction="sum").item() / target.shape[-1]
+            total += loss_fn(task, out, target).item() * len(target)
     model.train(was_training)
     return total / len(task.X)
 
@@ -78,6 +89,10 @@ def train_on_task(model: nn.Module, train: SequenceTask, val: SequenceTask, *, s
     at ``clip``; evaluate on ``val`` every ``eval_every`` steps and at the end."""
     if train.kind != val.kind:
         raise ValueError(f"train is a {train.kind} task but val is a {val.kind} task")
+    check_sizes("train_on_task", steps=steps, batch_size=batch_size, eval_every=eval_every)
+    for name, value in (("lr", lr), ("clip", clip)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"train_on_task expects {name} to be a positive finite number, got {value!r}")
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

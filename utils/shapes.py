@@ -1,8 +1,9 @@
-"""Shape checks shared by the course's recurrent layers: time-major inputs and a (batch, hidden) state.
+"""Input checks shared by the course's layers: sizes, switches, time-major inputs, one step, and the state.
 
 Every layer takes ``inputs`` of shape ``(T, B, num_inputs)`` and an optional state of shape
-``(B, num_hiddens)``; these two functions give the same clear error, naming the layer, wherever a call
-does not fit.
+``(B, num_hiddens)`` (one step: ``X`` of shape ``(B, num_inputs)``), in the dtype and on the device of its
+parameters. These functions give the same clear error, naming the layer, the argument, what was expected
+and what came, wherever a call does not fit, before anything reaches a matmul deep inside torch.
 """
 import torch
 
@@ -11,8 +12,39 @@ def _shape(value):
     return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
-def check_sequence(name: str, inputs, num_inputs: int) -> tuple[int, int]:
-    """Check that ``inputs`` is a tensor of shape ``(T, B, num_inputs)`` with ``T >= 1``; return ``(T, B)``."""
+def check_sizes(name: str, **sizes) -> None:
+    """Each size (``num_inputs=3, num_hiddens=4``) must be a positive int (not a bool, float or str)."""
+    for arg, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} expects {arg} to be a positive int, got {value!r}")
+
+
+def check_switches(name: str, **switches) -> None:
+    """Each switch (``reset_gate=True``) must be True or False: ``'no'`` or ``0`` would be read as a truth value."""
+    for arg, value in switches.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} expects {arg} to be True or False, got {value!r}")
+
+
+def check_tensor_like(name: str, label: str, value: torch.Tensor, like: torch.Tensor | None) -> None:
+    """``value`` must have the dtype and device of ``like`` (a parameter of the layer); nothing to check
+    when ``like`` is None."""
+    if like is None:
+        return
+    if value.dtype != like.dtype:
+        fix = f"convert {label} with .to({like.dtype})"
+        if value.is_floating_point():
+            fix += f", or the layer with .to({value.dtype})"
+        raise TypeError(f"{name} expects {label} of dtype {like.dtype} (its parameters' dtype), got "
+                        f"{value.dtype}: {fix}")
+    if value.device != like.device:
+        raise ValueError(f"{name} expects {label} on {like.device} (its parameters' device), got {value.device}; "
+                         f"move one of them with .to(device)")
+
+
+def check_sequence(name: str, inputs, num_inputs: int, like: torch.Tensor | None = None) -> tuple[int, int]:
+    """Check that ``inputs`` is a tensor of shape ``(T, B, num_inputs)`` with ``T >= 1`` and ``B >= 1``, of
+    the dtype and device of ``like``; return ``(T, B)``."""
     expected = f"(T, B, {num_inputs})"
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
         raise ValueError(f"{name} expects time-major inputs of shape {expected}, got {_shape(inputs)}")
@@ -21,16 +53,39 @@ def check_sequence(name: str, inputs, num_inputs: int) -> tuple[int, int]:
                          f"{inputs.shape[-1]} features instead of {num_inputs}")
     if inputs.shape[0] == 0:
         raise ValueError(f"{name} got an empty sequence (T = 0)")
+    if inputs.shape[1] == 0:
+        raise ValueError(f"{name} got an empty batch (B = 0)")
+    check_tensor_like(name, "inputs", inputs, like)
     return inputs.shape[0], inputs.shape[1]
 
 
-def initial_state(name: str, inputs: torch.Tensor, H, num_hiddens: int, label: str = "H") -> torch.Tensor:
-    """``H`` after checking that its shape is ``(B, num_hiddens)`` for the batch of ``inputs``; zeros of that
-    shape (``inputs``' dtype and device) when ``H`` is None."""
+def check_step_input(name: str, X, num_inputs: int, like: torch.Tensor | None = None) -> int:
+    """Check one time step's input ``X`` of shape ``(B, num_inputs)``; return ``B``. A whole sequence
+    ``(T, B, num_inputs)`` is refused: it belongs in ``forward``."""
+    if not isinstance(X, torch.Tensor) or X.dim() != 2 or X.shape[1] != num_inputs:
+        hint = "; a sequence (T, B, num_inputs) goes to forward, not step" if (
+            isinstance(X, torch.Tensor) and X.dim() == 3) else ""
+        raise ValueError(f"{name}.step expects one time step X of shape (B, {num_inputs}), got {_shape(X)}{hint}")
+    check_tensor_like(f"{name}.step", "X", X, like)
+    return X.shape[0]
+
+
+def check_state(name: str, H, batch_size: int, num_hiddens: int, like: torch.Tensor | None = None,
+                label: str = "H") -> torch.Tensor:
+    """``H`` after checking that it is a ``(batch_size, num_hiddens)`` tensor of the dtype and device of
+    ``like``."""
+    if not isinstance(H, torch.Tensor) or tuple(H.shape) != (batch_size, num_hiddens):
+        raise ValueError(f"{name} expects a state {label} of shape ({batch_size}, {num_hiddens}) "
+                         f"(batch, num_hiddens), got {_shape(H)}")
+    check_tensor_like(name, f"the state {label}", H, like)
+    return H
+
+
+def initial_state(name: str, inputs: torch.Tensor, H, num_hiddens: int, label: str = "H",
+                  like: torch.Tensor | None = None) -> torch.Tensor:
+    """``H`` after checking that its shape is ``(B, num_hiddens)`` for the batch of ``inputs`` (and its dtype
+    and device those of ``like``); zeros of that shape (``inputs``' dtype and device) when ``H`` is None."""
     B = inputs.shape[1]
     if H is None:
         return inputs.new_zeros(B, num_hiddens)
-    if not isinstance(H, torch.Tensor) or tuple(H.shape) != (B, num_hiddens):
-        raise ValueError(f"{name} expects a state {label} of shape ({B}, {num_hiddens}) (batch, num_hiddens), "
-                         f"got {_shape(H)}")
-    return H
+    return check_state(name, H, B, num_hiddens, like, label)

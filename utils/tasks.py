@@ -19,6 +19,19 @@ class SequenceTask:
     kind: str
     num_outputs: int
 
+    def __post_init__(self):
+        if self.kind not in ("classification", "regression"):
+            raise ValueError(f"SequenceTask kind must be 'classification' or 'regression', got {self.kind!r}")
+        if not isinstance(self.X, torch.Tensor) or self.X.dim() != 3:
+            got = tuple(self.X.shape) if isinstance(self.X, torch.Tensor) else type(self.X).__name__
+            raise ValueError(f"SequenceTask X must be batch-first (N, T, num_inputs), got {got}")
+        N = self.X.shape[0]
+        expected = (N,) if self.kind == "classification" else (N, self.num_outputs)
+        if not isinstance(self.y, torch.Tensor) or tuple(self.y.shape) != expected:
+            got = tuple(self.y.shape) if isinstance(self.y, torch.Tensor) else type(self.y).__name__
+            raise ValueError(f"SequenceTask {self.name!r} ({self.kind}) needs targets y of shape {expected}, "
+                             f"got {got}")
+
     @property
     def num_inputs(self) -> int:
         return self.X.shape[-1]

@@ -24,6 +24,8 @@ Point = collections.namedtuple("Point", ["x", "y"])
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's generators, so that a run gives the same numbers again."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed_everything expects an int seed in [0, 2**32), got {seed!r} (NumPy accepts no other)")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
