@@ -42,9 +42,11 @@ run-notebook: $(STAMP)
 run-notebooks: $(STAMP)
 	$(PY) -m utils.notebooks run notebooks/[0-9]*.ipynb
 
-# Training throughput of nn.GRU against the from-scratch GRUs (chapter 10); prints a table and the best ratio.
+# Training throughput of nn.GRU against the from-scratch GRUs (chapter 11): at torch's default thread count,
+# then on one thread; each prints a table, the GEMM-bound roofline and, last, the best ratio.
 bench: $(STAMP)
-	$(PY) -m utils.bench
+	$(PY) -m utils.bench --threads default
+	$(PY) -m utils.bench --threads 1
 
 # Student copies of the chapters with exercises, in notebooks/student/ (FORCE=1 overwrites copies edited since generated).
 student: $(STAMP)

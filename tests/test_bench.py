@@ -7,20 +7,34 @@ import pytest
 from utils import bench
 
 # torch.compile is left out here (its first call takes long); tests/test_fast_gru.py checks it.
-VARIANTS = ["nn.GRU", "GRUScratch", "indexed", "hoisted", "reset_after", "jit"]
+VARIANTS = ["nn.GRU", "GRUScratch", "indexed", "hoisted", "reset_after", "jit", "backward"]
 
 
 def test_main_prints_the_table_and_ends_with_the_best_line(capsys):
     table = bench.main(["--quick", "--variants", *VARIANTS[1:]])  # nn.GRU is added by main
     lines = capsys.readouterr().out.strip().splitlines()
-    assert re.fullmatch(r"best from-scratch / nn\.GRU: \d+\.\d\d", lines[-1])
+    assert re.fullmatch(r"best from-scratch / nn\.GRU: \d+\.\d\d \(spread \d+\.\d\d-\d+\.\d\d, \w+, 1 thread\(s\)\)",
+                        lines[-1]), lines[-1]
+    assert re.fullmatch(r"tiny: \d\.\d{3} GFLOP of matrix products per training step, \d+ GFLOP/s measured for them "
+                        r"here: GEMM-bound limit [\d,]+ tokens/s = \d+\.\d\dx nn\.GRU", lines[-2]), lines[-2]
     assert list(table["variant"]) == VARIANTS and set(table["size"]) == {bench.TINY.name}
     for variant in VARIANTS:
         assert any(line.split()[:2] == [bench.TINY.name, variant] for line in lines), variant
     assert (table.loc[table["variant"] == "nn.GRU", "x nn.GRU"] == 1.0).all()  # a ratio to itself
     assert (table["tokens/s"] > 0).all() and (table["saved KB"] > 0).all() and (table["first call s"] > 0).all()
     best, ratio = bench.best_ratio(table)
-    assert best != "nn.GRU" and f"{ratio:.2f}" == lines[-1].split(": ")[1]
+    assert best != "nn.GRU" and lines[-1].split(": ")[1].startswith(f"{ratio:.2f} (spread")
+    assert (table["x min"] <= table["x nn.GRU"]).all() and (table["x nn.GRU"] <= table["x max"]).all()
+    assert ((table["of GEMM bound"] > 0) & (table["of GEMM bound"] < 2)).all()
+
+
+def test_training_flops_count_the_products_of_a_step():
+    size = bench.Size("s", T=2, B=3, num_inputs=4, num_hiddens=5)
+    flops = bench.training_flops(size)
+    assert flops["hidden products H W_h (forward)"] == 2 * 2 * 3 * 5 * 15 and flops["input projection X W_x"] == 2 * 6 * 4 * 15
+    assert sum(flops.values()) == 2 * 6 * 15 * (4 + 5 + 5 + 5 + 4)
+    bound = bench.gemm_bound(size, repeats=2)
+    assert bound["flops"] == sum(flops.values()) and bound["tokens_per_second"] == size.tokens / bound["seconds"]
 
 
 def test_best_ratio_is_the_fastest_from_scratch_variant_of_the_first_size():

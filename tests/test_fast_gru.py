@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.fast_gru import RESET_AFTER_STEPS, STEPS, FastGRU, use_repo_compile_cache
+from utils.fast_gru import RESET_AFTER_STEPS, STEPS, FastGRU, HandBackwardGRU, use_repo_compile_cache
 from utils.gru import GRUScratch
 from utils.paths import build_dir
 
@@ -130,3 +130,43 @@ def test_from_scratch_rejects_other_models_and_formulations():
         FastGRU.from_scratch(scratch(reset_after=False), "jit")
     with pytest.raises(ValueError, match="reset-before GRU but the GRUScratch has reset_after=True"):
         FastGRU.from_scratch(scratch(reset_after=True), "fused")
+
+
+@pytest.mark.parametrize("step, sizes", [("backward", (1, 1, 2, 3)), ("backward", (6, 4, 3, 5)),
+                                         ("backward", (T, B, NUM_INPUTS, NUM_HIDDENS)),
+                                         ("backward_compile", (T, B, NUM_INPUTS, NUM_HIDDENS))])
+def test_the_hand_written_backward_equals_autograd_in_float64(step, sizes):
+    """Outputs, the final state and every gradient (inputs, initial state, parameters) to 1e-10."""
+    steps, batch, num_inputs, num_hiddens = sizes
+    torch.manual_seed(3)
+    gru = GRUScratch(num_inputs, num_hiddens, sigma=0.5, reset_after=True).double()
+    with torch.no_grad():
+        for name, param in gru.named_parameters():
+            if name.startswith("b"):
+                param.normal_(0, 0.5)
+    fast = FastGRU.from_scratch(gru, step)
+    generator = torch.Generator().manual_seed(4)
+    X, H0, grad_outputs = (torch.randn(*shape, generator=generator, dtype=torch.float64) for shape in
+                           ((steps, batch, num_inputs), (batch, num_hiddens), (steps, batch, num_hiddens)))
+    for expected, got in zip(run(gru, X, H0, grad_outputs), run(fast, X, H0, grad_outputs)):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+    for name, expected in fused_grads(gru).items():
+        torch.testing.assert_close(getattr(fast, name).grad, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_the_hand_written_backward_is_used_and_skipped_without_gradients():
+    fast = FastGRU(NUM_INPUTS, NUM_HIDDENS, "backward")
+    X = torch.randn(T, B, NUM_INPUTS)
+    outputs, H = fast(X)
+    assert type(outputs.grad_fn).__name__ == "HandBackwardGRUBackward" and H.grad_fn is not None
+    with torch.no_grad():
+        torch.testing.assert_close(fast(X)[0], outputs.detach())
+
+
+def test_the_hand_written_backward_checks_with_gradcheck():
+    torch.manual_seed(5)
+    fast = FastGRU(2, 3, "backward", sigma=0.5).double()
+    X, H0 = torch.randn(3, 2, 2, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    inputs = (X.requires_grad_(), H0.requires_grad_(), *(p.detach().requires_grad_() for p in
+                                                          (fast.W_x, fast.b, fast.W_h, fast.b_hh)))
+    assert torch.autograd.gradcheck(lambda *args: HandBackwardGRU.apply(*args, False), inputs)

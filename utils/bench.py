@@ -7,10 +7,16 @@ within each repeat (in a rotated order), each repeat gives each variant's speed 
 that same repeat, and the table reports medians over the repeats, after warm-up. The first call of each
 variant (tracing, scripting, compiling) is timed apart and left out of the speeds. Memory is what autograd
 saves for backward (the activations, measured with saved-tensor hooks; PyTorch keeps no peak-allocation
-counter on the CPU). The last line printed is ``best from-scratch / nn.GRU: X.XX`` for the first size.
+counter on the CPU).
+
+The roofline: every variant does the same matrix products (:func:`training_flops`), so a training step can
+be no faster than those products alone. :func:`gemm_bound` times exactly those products on this machine, in
+this process, and gives the GEMM-bound limit in tokens per second; the table reports each variant's share of
+it. The last line printed is ``best from-scratch / nn.GRU: X.XX (spread A-B)`` for the first size.
 
 Options: ``--quick`` (a tiny size, to check that it runs), ``--variants``, ``--threads`` (default 1: on a
-machine shared with other jobs, multi-threaded kernels stall waiting for busy cores) and ``--device cuda``.
+machine shared with other jobs, multi-threaded kernels stall waiting for busy cores; ``default`` keeps
+torch's own count) and ``--device cuda``.
 """
 import argparse
 import contextlib
@@ -159,11 +165,47 @@ def interleaved_seconds(calls: dict, *, repeats: int, iters: int = 1, synchroniz
     return seconds
 
 
+def training_flops(size: Size) -> dict:
+    """The floating-point operations of the matrix products of one training step (forward and backward,
+    inputs without gradient) of a one-layer GRU at ``size``, by product; every variant does these."""
+    T, B, I, h = size.T, size.B, size.num_inputs, size.num_hiddens
+    return {"input projection X W_x": 2 * T * B * I * 3 * h, "hidden products H W_h (forward)": 2 * T * B * h * 3 * h,
+            "state gradients dHW W_h^T (backward)": 2 * T * B * 3 * h * h,
+            "weight gradient H^T dHW": 2 * h * T * B * 3 * h, "weight gradient X^T dXW": 2 * I * T * B * 3 * h}
+
+
+def gemm_bound(size: Size, *, repeats: int = 5, device="cpu") -> dict:
+    """Time the matrix products of one training step at ``size`` (:func:`training_flops`, with the shapes a
+    GRU uses: ``T`` per-step products forward and backward, the rest over all ``T * B`` rows at once) and
+    return ``flops``, ``seconds`` (their median total), ``gflops`` (throughput) and ``tokens_per_second``:
+    the GEMM-bound limit of a training step on this machine."""
+    T, B, I, h = size.T, size.B, size.num_inputs, size.num_hiddens
+    g = torch.Generator().manual_seed(0)
+    r = lambda *shape: torch.randn(*shape, generator=g).to(device)
+    H, W, dHW, W_T, X, Hs, dAll, W_x = r(B, h), r(h, 3 * h), r(B, 3 * h), r(3 * h, h), r(T * B, I), r(T * B, h), \
+        r(T * B, 3 * h), r(I, 3 * h)
+    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
+
+    def products():
+        torch.mm(X, W_x)
+        for _ in range(T):
+            torch.mm(H, W)
+        for _ in range(T):
+            torch.mm(dHW, W_T)
+        torch.mm(Hs.T, dAll)
+        torch.mm(X.T, dAll)
+
+    products()
+    seconds = statistics.median(interleaved_seconds({"gemm": products}, repeats=repeats, synchronize=synchronize)["gemm"])
+    flops = sum(training_flops(size).values())
+    return {"flops": flops, "seconds": seconds, "gflops": flops / seconds / 1e9, "tokens_per_second": size.tokens / seconds}
+
+
 def measure(size: Size, variants=VARIANTS, *, repeats: int, iters: int, warmup: int, seed: int = 0,
             device="cpu"):
     """Benchmark ``variants`` at ``size`` on ``device``; return a DataFrame with one row per variant:
-    tokens/s and its ratio to nn.GRU (medians over ``repeats``), KB saved for backward, and the first
-    call's seconds."""
+    tokens/s and its ratio to nn.GRU (medians over ``repeats``, with the ratio's spread), its share of the
+    GEMM-bound limit (:func:`gemm_bound`), KB saved for backward, and the first call's seconds."""
     if REFERENCE not in variants:
         raise ValueError(f"the variants must include the reference {REFERENCE!r}, got {tuple(variants)}")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -185,6 +227,7 @@ def measure(size: Size, variants=VARIANTS, *, repeats: int, iters: int, warmup: 
         for _ in range(warmup):
             train_step(model, inputs, grad_outputs)
         saved[variant] = saved_bytes(model, inputs)
+    bound = gemm_bound(size, device=device)
     seconds = interleaved_seconds({v: functools.partial(train_step, models[v], inputs, grad_outputs)
                                    for v in variants}, repeats=repeats, iters=iters, synchronize=synchronize)
     speeds = {v: [iters * size.tokens / s for s in seconds[v]] for v in variants}
@@ -192,7 +235,11 @@ def measure(size: Size, variants=VARIANTS, *, repeats: int, iters: int, warmup: 
     return pd.DataFrame([{
         "size": size.name, "variant": v, "step": DESCRIPTIONS[v],
         "tokens/s": statistics.median(speeds[v]), "x nn.GRU": statistics.median(ratios[v]),
-        "saved KB": saved[v] / 1024, "first call s": first_call[v]} for v in variants])
+        "x min": min(ratios[v]), "x max": max(ratios[v]),
+        "of GEMM bound": statistics.median(speeds[v]) / bound["tokens_per_second"],
+        "saved KB": saved[v] / 1024, "first call s": first_call[v],
+        "GEMM bound tokens/s": bound["tokens_per_second"], "GEMM GFLOP/s": bound["gflops"],
+        "GFLOP per step": bound["flops"] / 1e9} for v in variants])
 
 
 def run(settings: Settings, variants=VARIANTS, device="cpu") -> pd.DataFrame:
@@ -211,10 +258,28 @@ def best_ratio(table: pd.DataFrame) -> tuple[str, float]:
     return row["variant"], float(row["x nn.GRU"])
 
 
+TABLE_COLUMNS = ["size", "variant", "step", "tokens/s", "x nn.GRU", "x min", "x max", "of GEMM bound", "saved KB",
+                 "first call s"]
+
+
 def format_table(table: pd.DataFrame) -> str:
-    return table.to_string(index=False, formatters={
-        "tokens/s": "{:,.0f}".format, "x nn.GRU": "{:.2f}".format, "saved KB": "{:,.0f}".format,
+    """The table as text: speeds, ratios with their spread, the share of the GEMM bound, memory."""
+    return table[TABLE_COLUMNS].to_string(index=False, formatters={
+        "tokens/s": "{:,.0f}".format, "x nn.GRU": "{:.2f}".format, "x min": "{:.2f}".format,
+        "x max": "{:.2f}".format, "of GEMM bound": "{:.0%}".format, "saved KB": "{:,.0f}".format,
         "first call s": "{:.2f}".format})
+
+
+def format_roofline(table: pd.DataFrame) -> str:
+    """One line per size: the matrix products' FLOPs, their measured throughput and the GEMM-bound limit."""
+    lines = []
+    for size, rows in table.groupby("size", sort=False):
+        row, reference = rows.iloc[0], rows[rows["variant"] == REFERENCE].iloc[0]
+        lines.append(f"{size}: {row['GFLOP per step']:.3f} GFLOP of matrix products per training step, "
+                     f"{row['GEMM GFLOP/s']:.0f} GFLOP/s measured for them here: GEMM-bound limit "
+                     f"{row['GEMM bound tokens/s']:,.0f} tokens/s = "
+                     f"{row['GEMM bound tokens/s'] / reference['tokens/s']:.2f}x nn.GRU")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -223,16 +288,18 @@ def main(argv=None) -> pd.DataFrame:
                         help="tiny size, few repeats (also when GRU_COURSE_QUICK=1): checks that it runs")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, metavar="NAME",
                         help=f"which to measure (nn.GRU always included); default: all of {', '.join(VARIANTS)}")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads (default 1: on a shared machine, parallel kernels wait for busy cores)")
+    parser.add_argument("--threads", default="1",
+                        help="CPU threads, or 'default' for torch's own count (default 1: on a shared machine, "
+                             "parallel kernels wait for busy cores)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
+    threads_before = torch.get_num_threads()
+    threads = threads_before if args.threads == "default" else int(args.threads) if args.threads.isdigit() else 0
+    if threads < 1:
+        parser.error(f"--threads must be a positive int or 'default', got {args.threads!r}")
     settings = QUICK if args.quick or quick_mode() else FULL
     variants = [REFERENCE] + [v for v in args.variants if v != REFERENCE]
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     try:
         print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} CPU thread(s); "
               f"{settings.repeats} repeats of about {settings.tokens_per_round:,} tokens per variant after "
@@ -241,7 +308,11 @@ def main(argv=None) -> pd.DataFrame:
     finally:
         torch.set_num_threads(threads_before)
     print(format_table(table))
-    print(f"best from-scratch / nn.GRU: {best_ratio(table)[1]:.2f}")
+    print(format_roofline(table))
+    best, ratio = best_ratio(table)
+    row = table[(table["size"] == table["size"].iloc[0]) & (table["variant"] == best)].iloc[0]
+    print(f"best from-scratch / nn.GRU: {ratio:.2f} (spread {row['x min']:.2f}-{row['x max']:.2f}, {best}, "
+          f"{threads} thread(s))")
     return table
 
 

@@ -17,6 +17,15 @@ The steps, each on top of the previous one (``FastGRU(..., step=name)``):
 - ``'jit'``: the reset-after forward compiled by ``torch.jit.script`` (no Python per step).
 - ``'compile'``: the reset-after forward compiled by ``torch.compile`` (fused C++ kernels for the
   elementwise work of each step, forward and backward); its cache goes under ``build/``.
+- ``'backward'``: the backward pass written by hand (:class:`HandBackwardGRU`, the equations of
+  :mod:`utils.gru_backward`): per step one matmul forward and one backward, and the hidden weights'
+  gradients of all ``T`` steps in one ``(h, T*B) @ (T*B, 3h)`` matmul after the loop, where autograd
+  (``nn.GRU`` on a CPU included) takes one per step.
+- ``'backward_compile'``: the same with both loops compiled by ``torch.compile`` (the elementwise work of
+  each step fused into one kernel; the first call at a new sequence length compiles for about a minute,
+  later calls and later processes read the cache under ``build/``).
+
+The steps up to ``'compile'`` leave the backward pass to autograd; only the last two replace it.
 """
 import functools
 import os
@@ -29,8 +38,9 @@ from utils.gru import GRUScratch
 from utils.paths import build_dir
 from utils.shapes import check_sequence, check_sizes, initial_state
 
-STEPS = ("indexed", "hoisted", "fused", "reset_after", "jit", "compile")
-RESET_AFTER_STEPS = ("reset_after", "jit", "compile")
+STEPS = ("indexed", "hoisted", "fused", "reset_after", "jit", "compile", "backward", "backward_compile")
+RESET_AFTER_STEPS = ("reset_after", "jit", "compile", "backward", "backward_compile")
+HAND_BACKWARD_STEPS = ("backward", "backward_compile")
 STEP_DESCRIPTIONS = {
     "indexed": "input projections in one matmul, read as XW[t]",
     "hoisted": "... split once with XW.unbind(0)",
@@ -38,6 +48,8 @@ STEP_DESCRIPTIONS = {
     "reset_after": "+ reset after the matmul: 1 hidden matmul per step",
     "jit": "+ torch.jit.script",
     "compile": "+ torch.compile",
+    "backward": "reset after, backward by hand: weight grads in one matmul",
+    "backward_compile": "... both loops compiled (fused elementwise)",
 }
 
 
@@ -111,11 +123,91 @@ def _compiled_forward(step: str):
     return reset_after_forward
 
 
+def hand_forward_loop(XW, H, W_h, b_hh):
+    """The reset-after recurrence on precomputed ``XW`` (``(T, B, 3h)``, biases included) from ``H``
+    ``(B, h)``, keeping what the backward needs: returns ``(outputs, Z, R, N, G)``, each ``(T, B, h)``, with
+    ``N`` the candidate and ``G = H W_hh + b_hh`` its hidden part."""
+    h = H.shape[1]
+    b_h = torch.cat([torch.zeros(2 * h, dtype=b_hh.dtype, device=b_hh.device), b_hh])  # (3h,)
+    outputs, Zs, Rs, Ns, Gs = [], [], [], [], []
+    for XW_t in XW.unbind(0):
+        HW = torch.addmm(b_h, H, W_h)  # (B, 3h): the step's one matmul
+        XZR, XN = XW_t.split([2 * h, h], dim=1)
+        HZR, G = HW.split([2 * h, h], dim=1)
+        Z, R = torch.sigmoid(XZR + HZR).chunk(2, dim=1)
+        N = torch.tanh(XN + R * G)
+        H = N + Z * (H - N)  # = Z * H + (1 - Z) * N
+        outputs.append(H), Zs.append(Z), Rs.append(R), Ns.append(N), Gs.append(G)
+    return torch.stack(outputs), torch.stack(Zs), torch.stack(Rs), torch.stack(Ns), torch.stack(Gs)
+
+
+def hand_backward_loop(grad_outputs, H_prev, Z, R, N, G, W_h_T):
+    """Backward through time for :func:`hand_forward_loop`: ``grad_outputs`` and the saved ``(T, B, h)``
+    tensors (``H_prev[t]`` is the state that entered step ``t``), ``W_h_T`` the ``(3h, h)`` transpose of
+    ``W_h``. Returns ``dXW`` and ``dHW`` (``(T, B, 3h)``: the gradients of the input and hidden
+    pre-activations of every step) and ``dH0`` ``(B, h)``."""
+    dH = torch.zeros_like(H_prev[0])
+    dXWs, dHWs = [], []
+    for t in range(grad_outputs.shape[0] - 1, -1, -1):
+        dH = dH + grad_outputs[t]
+        z, r, n, g = Z[t], R[t], N[t], G[t]
+        dn = dH * (1 - z) * (1 - n * n)  # da_h: through the candidate's tanh
+        dz = dH * (H_prev[t] - n) * z * (1 - z)  # da_z
+        dr = dn * g * r * (1 - r)  # da_r
+        dHW = torch.cat([dz, dr, dn * r], dim=1)  # the hidden part of the candidate is gated by R
+        dXWs.append(torch.cat([dz, dr, dn], dim=1))
+        dHWs.append(dHW)
+        dH = torch.addmm(dH * z, dHW, W_h_T)  # the additive path, plus the step's one matmul back
+    return torch.stack(dXWs[::-1]), torch.stack(dHWs[::-1]), dH
+
+
+@functools.cache
+def _hand_loops(compiled: bool):
+    """The two loops of :class:`HandBackwardGRU`, eager or compiled (made once per process); the batch size
+    is left dynamic, so the last, smaller minibatch of an epoch compiles nothing new."""
+    if not compiled:
+        return hand_forward_loop, hand_backward_loop
+    use_repo_compile_cache()
+    return torch.compile(hand_forward_loop, dynamic=False), torch.compile(hand_backward_loop, dynamic=False)
+
+
+class HandBackwardGRU(torch.autograd.Function):
+    """The reset-after GRU with the backward pass written by hand (see :mod:`utils.gru_backward`).
+
+    ``HandBackwardGRU.apply(inputs (T, B, num_inputs), H0 (B, h), W_x, b, W_h, b_hh, compiled)`` returns the
+    outputs ``(T, B, h)``. Backward runs :func:`hand_backward_loop` and then takes every weight gradient in
+    one matmul over all ``T * B`` rows: ``dW_h = H_prev^T dHW``, ``dW_x = X^T dXW``.
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, H0, W_x, b, W_h, b_hh, compiled):
+        forward_loop, _ = _hand_loops(compiled)
+        outputs, Z, R, N, G = forward_loop(project_inputs(inputs, W_x, b), H0, W_h, b_hh)
+        ctx.save_for_backward(inputs, H0, W_x, W_h, outputs, Z, R, N, G)
+        ctx.compiled = compiled
+        return outputs
+
+    @staticmethod
+    def backward(ctx, grad_outputs):
+        inputs, H0, W_x, W_h, outputs, Z, R, N, G = ctx.saved_tensors
+        _, backward_loop = _hand_loops(ctx.compiled)
+        T, B, h = outputs.shape
+        H_prev = torch.cat([H0[None], outputs[:-1]])  # the state entering each step
+        dXW, dHW, dH0 = backward_loop(grad_outputs.contiguous(), H_prev, Z, R, N, G, W_h.T.contiguous())
+        dXW, dHW = dXW.reshape(T * B, 3 * h), dHW.reshape(T * B, 3 * h)
+        dW_h = H_prev.reshape(T * B, h).T @ dHW  # all steps at once
+        dW_x = inputs.reshape(T * B, -1).T @ dXW
+        dX = (dXW @ W_x.T).view_as(inputs) if ctx.needs_input_grad[0] else None
+        return dX, dH0, dW_x, dXW.sum(0), dW_h, dHW[:, 2 * h:].sum(0), None
+
+
 class FastGRU(nn.Module):
     """A one-layer GRU with fused parameters (see the module docstring), run by one optimisation ``step``.
 
     Same interface as ``GRUScratch``: ``forward(inputs (T, B, num_inputs), H=None) -> (outputs (T, B, h),
-    H (B, h))``. Weights are drawn from ``N(0, sigma^2)``, biases start at zero, as in d2l.
+    H (B, h))``. Weights are drawn from ``N(0, sigma^2)``, biases start at zero, as in d2l. It serves as the
+    ``rnn`` of ``d2l.RNNLMScratch`` like ``GRUScratch``: replacing one by the other is the one switch that
+    trains a course language model with the fast GRU.
     """
 
     def __init__(self, num_inputs, num_hiddens, step="reset_after", sigma=0.01):
@@ -123,7 +215,7 @@ class FastGRU(nn.Module):
         check_sizes("FastGRU", num_inputs=num_inputs, num_hiddens=num_hiddens)
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
-        self.num_inputs, self.num_hiddens, self.step = num_inputs, num_hiddens, step
+        self.num_inputs, self.num_hiddens, self.step, self.sigma = num_inputs, num_hiddens, step, sigma
         self.W_x = nn.Parameter(torch.randn(num_inputs, 3 * num_hiddens) * sigma)
         self.W_h = nn.Parameter(torch.randn(num_hiddens, 3 * num_hiddens) * sigma)
         self.b = nn.Parameter(torch.zeros(3 * num_hiddens))
@@ -136,6 +228,10 @@ class FastGRU(nn.Module):
     def forward(self, inputs, H=None):
         check_sequence("FastGRU", inputs, self.num_inputs, self.W_x)
         H = initial_state("FastGRU", inputs, H, self.num_hiddens, like=self.W_x)
+        if self.step in HAND_BACKWARD_STEPS and torch.is_grad_enabled():
+            outputs = HandBackwardGRU.apply(inputs, H, self.W_x, self.b, self.W_h, self.b_hh,
+                                            self.step == "backward_compile")
+            return outputs, outputs[-1]
         if self.reset_after:
             return _compiled_forward(self.step)(inputs, H, self.W_x, self.b, self.W_h, self.b_hh)
         XW = project_inputs(inputs, self.W_x, self.b)
