@@ -25,11 +25,9 @@ def nbgrader(solution, grade_id):
             "solution": solution, "task": False}
 
 
-def solution_cell(source, hint=None):
+def solution_cell(source):
     cell = new_code_cell(source)
     cell.metadata["nbgrader"] = nbgrader(True, "ex")
-    if hint:
-        cell.metadata["assignment"] = {"hint": hint}
     cell.outputs = [new_output("stream", name="stdout", text="secret output\n")]
     cell.execution_count = 3
     return cell
@@ -38,8 +36,8 @@ def solution_cell(source, hint=None):
 def synthetic_notebook():
     nb = new_notebook(cells=[
         new_markdown_cell("# 01 · Title"),
-        solution_cell("def double(x):\n    \"\"\"x -> 2 x\"\"\"\n    ### BEGIN SOLUTION\n    return 2 * x\n"
-                      "    ### END SOLUTION\n\n\nVALUE = 1", hint="multiply by 2"),
+        solution_cell("def double(x):\n    \"\"\"x -> 2 x\"\"\"\n    # Hint: multiply by 2\n    ### BEGIN SOLUTION\n"
+                      "    return 2 * x\n    ### END SOLUTION\n\n\nVALUE = 1"),
         new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(double(VALUE))\n### BEGIN HIDDEN TESTS\nassert double(2) == 4\n"
                       "### END HIDDEN TESTS\nprint('end')"),
         new_code_cell("print('no exercise')"),
@@ -63,46 +61,47 @@ def course(tmp_path):
 
 def test_the_student_copy_has_stubs_no_outputs_no_hidden_tests(course):
     notebooks, student = course
-    assert generate(notebooks, student) == {"01_demo.ipynb": "wrote"}
-    assert not (student / "02_plain.ipynb").exists()  # no exercise, no student copy
-    nb = nbformat.read(student / "01_demo.ipynb", as_version=4)
+    assert generate(notebooks, student) == {"01_demo_student.ipynb": "wrote"}
+    assert not list(student.glob("02_plain*"))  # no exercise, no student copy
+    nb = nbformat.read(student / "01_demo_student.ipynb", as_version=4)
     exercise, check = nb.cells[1].source, nb.cells[2].source
-    assert exercise == ('def double(x):\n    """x -> 2 x"""\n    # YOUR CODE HERE\n'
-                        '    raise NotImplementedError("multiply by 2")\n\n\nVALUE = 1')
+    assert exercise == ('def double(x):\n    """x -> 2 x"""\n    # Hint: multiply by 2\n    # YOUR CODE HERE\n'
+                        '    raise NotImplementedError()\n\n\nVALUE = 1')
     assert check == "print(double(VALUE))\nprint('end')"
     assert all(cell.get("outputs", []) == [] and cell.get("execution_count") is None for cell in nb.cells)
-    assert "Student copy" in nb.cells[0].source and nb.cells[1].metadata["nbgrader"]["solution"]
+    assert nb.cells[0].source.startswith("# 01 · Title (student copy)\n") and "Student copy" in nb.cells[0].source
+    assert nb.cells[1].metadata["nbgrader"]["solution"]
 
 
-def test_the_stub_raises_not_implemented_with_the_hint(course):
+def test_the_stub_raises_not_implemented(course):
     notebooks, student = course
     generate(notebooks, student)
     namespace = {}
-    exec(nbformat.read(student / "01_demo.ipynb", as_version=4).cells[1].source, namespace)
-    with pytest.raises(NotImplementedError, match="multiply by 2"):
+    exec(nbformat.read(student / "01_demo_student.ipynb", as_version=4).cells[1].source, namespace)
+    with pytest.raises(NotImplementedError):
         namespace["double"](1)
 
 
 def test_regeneration_is_byte_identical_and_idempotent(course):
     notebooks, student = course
     generate(notebooks, student)
-    first = (student / "01_demo.ipynb").read_bytes(), (student / assignments.MANIFEST).read_bytes()
-    assert generate(notebooks, student) == {"01_demo.ipynb": "unchanged"}
-    assert ((student / "01_demo.ipynb").read_bytes(), (student / assignments.MANIFEST).read_bytes()) == first
+    first = (student / "01_demo_student.ipynb").read_bytes(), (student / assignments.MANIFEST).read_bytes()
+    assert generate(notebooks, student) == {"01_demo_student.ipynb": "unchanged"}
+    assert ((student / "01_demo_student.ipynb").read_bytes(), (student / assignments.MANIFEST).read_bytes()) == first
 
 
 def test_an_edited_copy_is_never_overwritten_unless_forced(course, capsys):
     notebooks, student = course
     generate(notebooks, student)
-    copy = student / "01_demo.ipynb"
+    copy = student / "01_demo_student.ipynb"
     copy.write_text(copy.read_text().replace("# YOUR CODE HERE", "return 2 * x  # my work"))
     edited = copy.read_text()
-    with pytest.raises(StudentCopyEdited, match=r"01_demo\.ipynb.*--force"):
+    with pytest.raises(StudentCopyEdited, match=r"01_demo_student\.ipynb.*--force"):
         generate(notebooks, student)
     assert copy.read_text() == edited
     assert assignments.main(["--notebooks", str(notebooks)]) == 1
     err = capsys.readouterr().err
-    assert "01_demo.ipynb" in err and "--force" in err and copy.read_text() == edited
+    assert "01_demo_student.ipynb" in err and "--force" in err and copy.read_text() == edited
     assert assignments.main(["--notebooks", str(notebooks), "--force"]) == 0
     assert copy.read_text() == student_text(notebooks / "01_demo.ipynb")
 
@@ -113,14 +112,14 @@ def test_a_changed_solution_notebook_updates_an_unedited_copy(course):
     nb = synthetic_notebook()
     nb.cells[3].source = "print('changed')"
     nbformat.write(nb, notebooks / "01_demo.ipynb")
-    assert generate(notebooks, student) == {"01_demo.ipynb": "wrote"}
-    assert "changed" in (student / "01_demo.ipynb").read_text()
+    assert generate(notebooks, student) == {"01_demo_student.ipynb": "wrote"}
+    assert "changed" in (student / "01_demo_student.ipynb").read_text()
 
 
 def test_an_unrecorded_copy_that_differs_is_refused(course):
     notebooks, student = course
     student.mkdir()
-    (student / "01_demo.ipynb").write_text("{}")
+    (student / "01_demo_student.ipynb").write_text("{}")
     with pytest.raises(StudentCopyEdited):
         generate(notebooks, student)
 
@@ -146,17 +145,17 @@ def test_malformed_regions_are_errors_naming_the_cell(source, metadata, message)
 
 def test_the_course_has_exercises_in_the_chapters_the_issue_names():
     names = {path.name[:2] for path in CHAPTERS}
-    assert {"03", "05", "08", "09", "11"} <= names
+    assert {"03", "05", "08", "09", "10", "11", "12"} <= names
 
 
 def test_the_committed_student_copies_are_not_stale():
     on_disk = sorted(path.name for path in STUDENT.glob("*.ipynb"))
-    assert on_disk == [path.name for path in CHAPTERS], "run `make student`"
+    assert on_disk == [assignments.student_name(path) for path in CHAPTERS], "run `make student`"
     manifest = assignments.read_manifest(STUDENT)
     for path in CHAPTERS:
-        text = student_text(path)
-        assert (STUDENT / path.name).read_text() == text, f"{path.name} is stale: run `make student`"
-        assert manifest[path.name] == assignments.sha256(text)
+        text, name = student_text(path), assignments.student_name(path)
+        assert (STUDENT / name).read_text() == text, f"{name} is stale: run `make student`"
+        assert manifest[name] == assignments.sha256(text)
 
 
 def region_lines(source):
@@ -170,10 +169,13 @@ def region_lines(source):
     return lines
 
 
+def student_copy(path):
+    return nbformat.read(STUDENT / assignments.student_name(path), as_version=4)
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name[:2])
 def test_no_solution_code_is_left_in_a_student_copy(path):
-    solution = nbformat.read(path, as_version=4)
-    student = nbformat.read(STUDENT / path.name, as_version=4)
+    solution, student = nbformat.read(path, as_version=4), student_copy(path)
     text = "\n".join(cell.source for cell in student.cells)
     assert BEGIN_SOLUTION not in text and END_SOLUTION not in text and BEGIN_HIDDEN not in text
     secret = [line for cell in solution.cells if is_solution_cell(cell) for line in region_lines(cell.source)]
@@ -181,6 +183,18 @@ def test_no_solution_code_is_left_in_a_student_copy(path):
     student_lines = {line.strip() for line in text.split("\n")}
     assert not [line for line in secret if line in student_lines]
     assert all(not cell.get("outputs") for cell in student.cells)
+    assert student.cells[0].source.split("\n")[0].endswith("(student copy)")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name[:2])
+def test_no_cell_between_an_exercise_and_its_graded_check_shows_the_course_code(path):
+    """The student must not meet the solution (a printed source, a reference call) before the check."""
+    cells = student_copy(path).cells
+    for index, cell in enumerate(cells):
+        if is_solution_cell(cell):
+            check = next(i for i in range(index + 1, len(cells)) if cells[i].metadata.get("nbgrader", {}).get("grade"))
+            between = "\n".join(c.source for c in cells[index + 1:check])
+            assert "getsource" not in between, (path.name, between)
 
 
 def exercises_and_checks(nb):
@@ -190,42 +204,52 @@ def exercises_and_checks(nb):
 
 
 def run_cells(namespace, *sources):
-    """Execute cell sources in ``namespace`` (one per notebook, like its kernel); return what they printed."""
+    """Execute cell sources in ``namespace`` (one per notebook, like its kernel); return what they printed and
+    the exception that stopped them, if any."""
     output = io.StringIO()
-    with redirect_stdout(output):
-        for source in sources:
-            exec(source, namespace)
-    return output.getvalue()
+    try:
+        with redirect_stdout(output):
+            for source in sources:
+                exec(source, namespace)
+    except Exception as error:  # an assert of a graded cell
+        return output.getvalue(), error
+    return output.getvalue(), None
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name[:2])
-def test_each_check_passes_on_the_solution_and_fails_on_the_stub(path):
+def test_each_graded_cell_passes_the_solution_and_fails_the_stub(path):
     pairs = {"solution": exercises_and_checks(nbformat.read(path, as_version=4)),
-             "student": exercises_and_checks(nbformat.read(STUDENT / path.name, as_version=4))}
+             "student": exercises_and_checks(student_copy(path))}
     assert len(pairs["solution"]) == len(pairs["student"]) > 0
     solution_namespace, student_namespace = {"torch": torch, "nn": nn}, {"torch": torch, "nn": nn}
     for (solution, check), (stub, student_check) in zip(pairs["solution"], pairs["student"]):
-        assert "check_" in check.source and "check_" in student_check.source
-        passed = run_cells(solution_namespace, solution.source, check.source)
-        assert passed.startswith("✓ ") and passed.count("\n") == 1, passed
-        failed = run_cells(student_namespace, stub.source, student_check.source)
-        assert failed.startswith("✗ ") and "not implemented yet" in failed and failed.count("\n") == 1, failed
+        printed, error = run_cells(solution_namespace, solution.source, check.source)
+        assert error is None and printed.count("✓ ") == 2 and printed.count("\n") == 2, printed  # visible + hidden
+        printed, error = run_cells(student_namespace, stub.source, student_check.source)
+        assert isinstance(error, AssertionError), error
+        assert printed.startswith("✗ ") and "not implemented yet" in printed and printed.count("\n") == 1, printed
 
 
-def test_every_student_copy_runs_up_to_its_first_check_without_another_error(course_root, monkeypatch):
-    """Quick mode, a real kernel: in every student copy, each cell up to and including the first check runs
-    without an error, and that check prints its one-line failure (the stub is not implemented yet). One
-    kernel serves all copies (``%reset -f`` empties the namespace between them), so torch loads once."""
+def test_every_student_copy_runs_up_to_its_first_check_without_another_error(monkeypatch):
+    """Quick mode, a real kernel: in every student copy, each cell up to its first graded check runs without an
+    error, and that check prints its one-line failure and fails its assert (the stub is not implemented yet).
+    One kernel serves all copies (``%reset -f`` empties the namespace between them), so torch loads once."""
     monkeypatch.setenv("GRU_COURSE_QUICK", "1")
     combined, first_checks = new_notebook(), {}
     for path in CHAPTERS:
-        nb = nbformat.read(STUDENT / path.name, as_version=4)
+        nb = student_copy(path)
         code = [cell for cell in nb.cells if cell.cell_type == "code"]
         first_checks[path.name] = code[next(i for i, cell in enumerate(code) if is_solution_cell(cell)) + 1]
-        combined.cells += [new_code_cell(f"%reset -f\n# student copy: {path.name}")]
+        combined.cells += [new_code_cell(f"%reset -f\n# student copy of {path.name}")]
         combined.cells += nb.cells[: nb.cells.index(first_checks[path.name]) + 1]
-    NotebookClient(combined, timeout=120, kernel_name="python3",
+    NotebookClient(combined, timeout=120, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(STUDENT)}}).execute()
+    for cell in combined.cells:
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if cell in first_checks.values():
+            assert [e.ename for e in errors] == ["AssertionError"], cell.source
+        else:
+            assert not errors, (cell.source[:200], errors[0].ename, errors[0].evalue)
     for name, check in first_checks.items():
         printed = "".join(output.get("text", "") for output in check.outputs)
         assert printed.startswith("✗ ") and "not implemented yet" in printed and printed.count("\n") == 1, \

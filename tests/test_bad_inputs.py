@@ -374,7 +374,7 @@ def test_a_corrupted_manifest_is_named_and_force_recovers(tmp_path):
     (student / MANIFEST).write_text("{not json")
     with pytest.raises(ManifestError, match=rf"{MANIFEST} is corrupted \(JSONDecodeError.*--force"):
         generate(tmp_path / "nb", student)
-    assert generate(tmp_path / "nb", student, force=True) == {"99_test.ipynb": "unchanged"}
+    assert generate(tmp_path / "nb", student, force=True) == {"99_test_student.ipynb": "unchanged"}
     assert json.loads((student / MANIFEST).read_text())
 
 
@@ -383,11 +383,11 @@ def test_a_student_copy_cut_inside_a_character_counts_as_edited_and_force_recove
     _chapter_with_exercise(tmp_path / "nb")
     student = tmp_path / "nb" / "student"
     generate(tmp_path / "nb", student)
-    copy = student / "99_test.ipynb"
+    copy = student / "99_test_student.ipynb"
     copy.write_bytes(copy.read_bytes()[:-3] + "é".encode()[:1])  # cut inside a two-byte character
-    with pytest.raises(StudentCopyEdited, match="99_test.ipynb: edited since it was generated"):
+    with pytest.raises(StudentCopyEdited, match="99_test_student.ipynb: edited since it was generated"):
         generate(tmp_path / "nb", student)
-    assert generate(tmp_path / "nb", student, force=True) == {"99_test.ipynb": "wrote"}
+    assert generate(tmp_path / "nb", student, force=True) == {"99_test_student.ipynb": "wrote"}
 
 
 def test_sweep_help_works_whatever_the_mode_switch_says(monkeypatch, capsys):

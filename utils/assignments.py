@@ -1,13 +1,15 @@
 """Student copies of the chapters: ``python -m utils.assignments [--force]`` (``make student``).
 
 A solution notebook marks what a student writes with nbgrader's syntax: a code cell whose metadata holds
-``"nbgrader": {"solution": true, ...}`` contains ``### BEGIN SOLUTION`` ... ``### END SOLUTION``. For every
-chapter ``notebooks/NN_x.ipynb`` with such a cell, this writes ``notebooks/student/NN_x.ipynb``:
+``"nbgrader": {"solution": true, ...}`` contains ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` (its hints
+are comments above the region). For every chapter ``notebooks/NN_x.ipynb`` with such a cell, this writes
+``notebooks/student/NN_x_student.ipynb``, the same stub that nbgrader's ``generate_assignment`` makes:
 
-- each solution region replaced by ``raise NotImplementedError("<hint>")`` at the region's indentation
-  (the hint comes from the cell's ``metadata.assignment.hint``); the code before and after stays;
+- each solution region replaced by ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` at the region's
+  indentation; the code before and after it, hints included, stays;
 - ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` removed, delimiters included;
-- outputs, execution counts and execution metadata cleared, ``# NBVAL_CHECK_OUTPUT`` lines dropped.
+- outputs, execution counts and execution metadata cleared, ``# NBVAL_CHECK_OUTPUT`` lines dropped;
+- the title says "student copy", and the file name ends in ``_student``, wherever it is opened.
 
 The output is deterministic (same input, same bytes). ``notebooks/student/.generated.json`` records the
 SHA-256 of each generated file; a student copy whose bytes differ from its record was edited after it was
@@ -27,11 +29,12 @@ from utils.paths import repo_root
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 NBVAL_MARKER = "# NBVAL_CHECK_OUTPUT"  # only meaningful in the stored solution notebooks
-DEFAULT_HINT = "replace this line with your code"
 MANIFEST = ".generated.json"
+STUDENT_SUFFIX = "_student"
 STUDENT_NOTE = ("> **Student copy**, generated from `notebooks/{name}` by `make student`. Each exercise cell "
-                "raises `NotImplementedError` until you write its code; the cell after it checks your code "
-                "and says in one line what passed or what is wrong.")
+                "raises `NotImplementedError` until you write its code; the graded cell after it checks your "
+                "code and says in one line what passed or what is wrong. The worked solutions are in "
+                "`notebooks/{name}`.")
 
 
 class StudentCopyEdited(RuntimeError):
@@ -81,10 +84,8 @@ def student_cell(cell, where: str):
     if any(line.strip() == BEGIN_SOLUTION for line in lines):
         if not is_solution_cell(cell):
             raise ValueError(f"{where} has {BEGIN_SOLUTION!r} but no nbgrader metadata with solution: true")
-        hint = cell.metadata.get("assignment", {}).get("hint", DEFAULT_HINT)
         lines = _replace_regions(lines, BEGIN_SOLUTION, END_SOLUTION, where,
-                                 lambda indent: [f"{indent}# YOUR CODE HERE",
-                                                 f"{indent}raise NotImplementedError({json.dumps(hint)})"])
+                                 lambda indent: [f"{indent}# YOUR CODE HERE", f"{indent}raise NotImplementedError()"])
     elif is_solution_cell(cell):
         raise ValueError(f"{where} is an nbgrader solution cell without a {BEGIN_SOLUTION!r} region")
     lines = _replace_regions(lines, BEGIN_HIDDEN, END_HIDDEN, where)
@@ -99,7 +100,8 @@ def student_notebook(nb, name: str):
     student.cells = [student_cell(cell, f"{name}, cell {index}") for index, cell in enumerate(nb.cells)]
     title = next((cell for cell in student.cells if cell.cell_type == "markdown"), None)
     if title is not None:
-        title.source = title.source.rstrip("\n") + "\n\n" + STUDENT_NOTE.format(name=name)
+        first, _, rest = title.source.partition("\n")
+        title.source = f"{first} (student copy)\n{rest}".rstrip("\n") + "\n\n" + STUDENT_NOTE.format(name=name)
     return student
 
 
@@ -107,6 +109,11 @@ def student_text(solution_path: Path) -> str:
     """The bytes (as text) of the student copy of ``solution_path``: nbformat's JSON, one final newline."""
     nb = nbformat.read(solution_path, as_version=4)
     return nbformat.writes(student_notebook(nb, solution_path.name)).rstrip("\n") + "\n"
+
+
+def student_name(solution_path: Path) -> str:
+    """``03_gru_scratch_student.ipynb`` for ``03_gru_scratch.ipynb``."""
+    return f"{Path(solution_path).stem}{STUDENT_SUFFIX}.ipynb"
 
 
 def sha256(text: str) -> str:
@@ -160,7 +167,7 @@ def generate(notebooks_dir: Path, student_dir: Path, *, force: bool = False) -> 
     unless ``force``.
     """
     student_dir = Path(student_dir)
-    texts = {path.name: student_text(path) for path in chapters_with_exercises(notebooks_dir)}
+    texts = {student_name(path): student_text(path) for path in chapters_with_exercises(notebooks_dir)}
     manifest = read_manifest(student_dir, force=force)
     edited = [] if force else edited_copies(student_dir, texts, manifest, texts)
     if edited:

@@ -1,21 +1,34 @@
-"""Autograded checks for the course's exercises: one function per exercise.
+"""Autograded checks for the course's exercises: ``check(name, answer, **variation)``.
 
-Each ``check_*`` runs the student's code against the course's reference implementation on small random
-inputs (inside :func:`torch.random.fork_rng`, so the notebook's random state is untouched), prints ONE line
-(``✓ ...`` when it passed, ``✗ ...`` saying what is wrong: not implemented yet, which shape, which gate or
-time step), and returns True or False. An exception raised by the student's code is reported by its type
-and message in that line, never as a traceback.
+A graded cell of a chapter runs ``assert check("gru_step", gru_step)`` (nbgrader's hidden tests add other
+shapes and seeds). Each check runs the student's answer on small random inputs and prints ONE line: ``✓ ...``
+when it passed, or ``✗ ...`` saying what is wrong (not implemented yet, which shape, which gate, which
+gradient, which time step); it returns True or False. An exception in the student's code is reported by
+its type and message in that line, never as a traceback.
+
+What keeps a check honest, inside the student's own Python process:
+
+- ``check`` runs a fresh copy of this file, loaded from disk at every call: changing this module's objects
+  in the notebook (``utils.checks._close = lambda a, b: True``) changes nothing that is graded;
+- the answer receives plain parameters (tensors in a namespace, no ``step`` method), copies taken after the
+  expected values were computed, so changing them changes nothing either;
+- the expected values come from this file's own formulas, written from the equations, not from the course's
+  implementations; and while the answer runs, those implementations refuse to run (a call to
+  ``GRUScratch.step``, ``ideal_gate_schedule`` or ``GRUClassifier`` raises), so an answer cannot delegate;
+- a NaN or an infinity is never close to anything.
+
+What it cannot guarantee: code in the same process can always rewrite the grader itself (replace ``check``
+in the notebook, or torch's functions); nbgrader shows every submission's code to the instructor.
 """
-from typing import Callable
+import contextlib
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
 
 import torch
 from torch import nn
-
-from utils.antisymmetric import GatedAntisymmetricRNN
-from utils.blog_cells import ConcatGRUCell
-from utils.classifier import GRUClassifier
-from utils.gru import GRUScratch
-from utils.ideal_gates import ideal_gate_schedule
 
 ATOL = 1e-6
 
@@ -24,11 +37,23 @@ class CheckFailed(Exception):
     """What is wrong with the student's code, in one line."""
 
 
-def _run_check(name: str, body: Callable[[], str]) -> bool:
+# ------------------------------------------------------------------------------------------- the entry point
+
+def check(name: str, answer, **variation) -> bool:
+    """Run the check ``name`` (``'gru_step'``, ``'ideal_gate_schedule'``, ...) on ``answer`` with a fresh copy
+    of this module loaded from disk; ``variation`` (``seed``, sizes) is what hidden tests change."""
+    spec = importlib.util.spec_from_file_location("_course_checks", Path(__file__))
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    if name not in fresh.CHECKS:
+        raise ValueError(f"no check {name!r}; the checks are {sorted(fresh.CHECKS)}")
+    return fresh._run_check(name, lambda: fresh.CHECKS[name](answer, **variation))
+
+
+def _run_check(name: str, body) -> bool:
     """Run ``body`` (returns the success detail or raises CheckFailed); print one line; return passed."""
     try:
         with torch.random.fork_rng():
-            torch.manual_seed(0)
             detail = body()
     except CheckFailed as failure:
         print(f"✗ {name}: {failure}")
@@ -37,10 +62,58 @@ def _run_check(name: str, body: Callable[[], str]) -> bool:
     return True
 
 
-def _call(fn, *args):
-    """Call the student's code; turn any exception into a one-line CheckFailed."""
+# --------------------------------------------------------------- the course's references refuse while answers run
+
+# (module, attribute path) of the course's implementations that an answer could delegate to
+REFERENCES = [("utils.gru", "GRUScratch.step"), ("utils.gru", "GRUScratch.forward"), ("utils.gru", "GRUScratch.gates"),
+              ("utils.gru_variants", "GRUVariant.step"), ("utils.fast_gru", "FastGRU.forward"),
+              ("utils.antisymmetric", "AntisymmetricRNN.step"), ("utils.antisymmetric", "GatedAntisymmetricRNN.step"),
+              ("utils.antisymmetric", "_AntisymmetricBase.forward"), ("utils.ideal_gates", "ideal_gate_schedule"),
+              ("utils.classifier", "GRUClassifier.forward"), ("utils.classifier", "GRUClassifier.states"),
+              ("utils.gru_backward", "step_backward"), ("utils.gru_backward", "bptt"),
+              ("utils.fast_gru", "hand_backward_loop")]
+
+
+def _refuse(*args, **kwargs):  # only builtins: its code runs with another module's globals
+    raise PermissionError(f"the course's {__import__('sys')._getframe().f_code.co_name} refuses to run while an "
+                          "answer is checked: write the exercise's code yourself")
+
+
+@contextlib.contextmanager
+def references_refuse():
+    """While inside, every function of :data:`REFERENCES` raises PermissionError when called: methods are
+    replaced on their class, module functions have their code swapped (which also stops references
+    imported by name into a notebook)."""
+    undo = []
     try:
-        return fn(*args)
+        for module_name, path in REFERENCES:
+            module = sys.modules.get(module_name)
+            if module is None:  # never imported: nothing could call it without importing it now
+                module = importlib.import_module(module_name)
+            *owners, attribute = path.split(".")
+            owner = module
+            for part in owners:
+                owner = getattr(owner, part)
+            original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+            if isinstance(owner, type):
+                refusing = types.FunctionType(_refuse.__code__.replace(co_name=path), {"__builtins__": __builtins__})
+                setattr(owner, attribute, refusing)
+                undo.append(lambda o=owner, a=attribute, v=original: setattr(o, a, v))
+            else:
+                code = original.__code__
+                original.__code__ = _refuse.__code__.replace(co_name=path)
+                undo.append(lambda f=original, c=code: setattr(f, "__code__", c))
+        yield
+    finally:
+        for restore in reversed(undo):
+            restore()
+
+
+def _call(fn, *args):
+    """Call the student's code with the references refusing; turn any exception into a one-line CheckFailed."""
+    try:
+        with references_refuse():
+            return fn(*args)
     except NotImplementedError as error:
         hint = f" ({error})" if str(error) else ""
         raise CheckFailed(f"not implemented yet{hint}") from None
@@ -48,190 +121,310 @@ def _call(fn, *args):
         raise CheckFailed(f"your code raised {type(error).__name__}: {error}") from None
 
 
+# ----------------------------------------------------------------------------------------------- comparisons
+
 def _tensor(value, what: str, expected_shape: tuple) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
-        raise CheckFailed(f"{what} should be a tensor of shape {expected_shape}, got {type(value).__name__}")
+        raise CheckFailed(f"{what} should be a tensor of shape {tuple(expected_shape)}, got {type(value).__name__}")
     if tuple(value.shape) != tuple(expected_shape):
         raise CheckFailed(f"wrong shape for {what}: expected {tuple(expected_shape)}, got {tuple(value.shape)}")
-    return value
+    if not bool(torch.isfinite(value.detach()).all()):
+        raise CheckFailed(f"{what} holds NaN or infinite values")
+    return value.detach().double()
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return torch.allclose(a.detach().double(), b.detach().double(), atol=ATOL, rtol=0)
+    """Equal within ATOL, and finite: a NaN or an infinity is never close to anything."""
+    a, b = a.detach().double(), b.detach().double()
+    return bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all()) and torch.allclose(a, b, atol=ATOL, rtol=0)
 
 
-def _first_known_mistake(got: torch.Tensor, mistakes: dict[str, torch.Tensor]) -> str:
-    """The description of the first wrong formula that ``got`` reproduces, or a generic difference."""
-    for description, value in mistakes.items():
-        if description != "expected" and _close(got, value):
-            return description
-    diff = (got.detach().double() - mistakes["expected"].double()).abs()
-    return (f"H_new differs from the reference in {int((diff > ATOL).sum())} of {diff.numel()} entries "
+def _difference(got, want, what: str) -> str:
+    diff = (got - want).abs()
+    return (f"{what} differs from the expected values in {int((diff > ATOL).sum())} of {diff.numel()} entries "
             f"(largest difference {diff.max().item():.3g})")
 
 
-def _random_gru(num_inputs: int, num_hiddens: int, **switches) -> GRUScratch:
-    """A float64 GRUScratch with visible weights and nonzero biases (so a forgotten bias shows)."""
-    gru = GRUScratch(num_inputs, num_hiddens, sigma=0.5, **switches).double()
-    with torch.no_grad():
-        for name, param in gru.named_parameters():
-            if name.startswith("b_"):
-                param.normal_(0, 0.5)
-    return gru
+def _random(generator, *shape, scale=1.0):
+    return torch.randn(*shape, generator=generator, dtype=torch.float64) * scale
 
 
-def _gru_mistakes(gru: GRUScratch, X, H) -> dict[str, torch.Tensor]:
-    """The reference H_new under "expected", then H_new for common mistakes in d2l's GRU step."""
-    ref = gru.step(X, H)
+# ---------------------------------------------------------------------- the GRU steps (chapters 03 and 08)
+
+def _gru_params(generator, num_inputs, num_hiddens, gates):
+    """Visible weights and nonzero biases (so that a forgotten bias shows) for the gates in ``gates`` and
+    the candidate."""
+    p = {}
+    for g in gates + ("h",):
+        p[f"W_x{g}"] = _random(generator, num_inputs, num_hiddens, scale=0.5)
+        p[f"W_h{g}"] = _random(generator, num_hiddens, num_hiddens, scale=0.5)
+        p[f"b_{g}"] = _random(generator, num_hiddens, scale=0.5)
+    return p
+
+
+def _gru_new_state(p, X, H, gates, *, swap=False, reset="before", update="d2l"):
+    """d2l's step, Z = σ(X W_xz + H W_hz + b_z), R = σ(X W_xr + H W_hr + b_r),
+    H~ = tanh(X W_xh + (R*H) W_hh + b_h), H' = Z*H + (1-Z)*H~, for the gates in ``gates``; the keywords
+    make the common mistakes: ``swap`` the gates, ``reset`` "none" or "after" the matmul, ``update``
+    "reversed" or "none"."""
     sig = torch.sigmoid
-    mistakes = {"expected": ref.H}
-    if gru.update_gate:
-        new = ref.H_tilde
-        mistakes["the update gate is used the other way round: H_new = (1 - Z) * H + Z * H_tilde, "
-                  "d2l's convention is H_new = Z * H + (1 - Z) * H_tilde"] = (1 - ref.Z) * H + ref.Z * new
-        mistakes["the update gate is missing: H_new equals the candidate H_tilde"] = new
-    if gru.reset_gate:
-        no_reset = torch.tanh(X @ gru.W_xh + H @ gru.W_hh + gru.b_h)
-        after = torch.tanh(X @ gru.W_xh + ref.R * (H @ gru.W_hh) + gru.b_h)
-        Z = ref.Z if gru.update_gate else None
-        for text, candidate in (("the reset gate is not applied: the candidate should use (R * H) @ W_hh",
-                                 no_reset),
-                                ("the reset gate multiplies H @ W_hh; d2l's candidate uses (R * H) @ W_hh",
-                                 after)):
-            mistakes[text] = candidate if Z is None else Z * H + (1 - Z) * candidate
-    if gru.update_gate and gru.reset_gate:
-        Z_swapped = sig(X @ gru.W_xr + H @ gru.W_hr + gru.b_r)
-        R_swapped = sig(X @ gru.W_xz + H @ gru.W_hz + gru.b_z)
-        cand = torch.tanh(X @ gru.W_xh + (R_swapped * H) @ gru.W_hh + gru.b_h)
-        mistakes["the gates are swapped: Z uses W_xz, W_hz, b_z and R uses W_xr, W_hr, b_r"] = (
-            Z_swapped * H + (1 - Z_swapped) * cand)
-    return mistakes
+    gate = lambda g: sig(X @ p[f"W_x{g}"] + H @ p[f"W_h{g}"] + p[f"b_{g}"])
+    Z = (gate("r") if swap else gate("z")) if "z" in gates else None
+    R = (gate("z") if swap else gate("r")) if "r" in gates else None
+    if R is None or reset == "none":
+        H_tilde = torch.tanh(X @ p["W_xh"] + H @ p["W_hh"] + p["b_h"])
+    elif reset == "after":
+        H_tilde = torch.tanh(X @ p["W_xh"] + R * (H @ p["W_hh"]) + p["b_h"])
+    else:
+        H_tilde = torch.tanh(X @ p["W_xh"] + (R * H) @ p["W_hh"] + p["b_h"])
+    if Z is None or update == "none":
+        return H_tilde
+    return (1 - Z) * H + Z * H_tilde if update == "reversed" else Z * H + (1 - Z) * H_tilde
 
 
-def _check_gru_like_step(fn, switches: dict, what: str) -> str:
-    gru = _random_gru(3, 4, **switches)
-    X, H = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+def _gru_mistakes(p, X, H, gates) -> dict:
+    """The expected new state (under "expected"), then the new state of each common mistake."""
+    cases = {"expected": _gru_new_state(p, X, H, gates)}
+    if "z" in gates:
+        cases["the update gate is used the other way round: H_new = (1 - Z) * H + Z * H_tilde, d2l's convention "
+              "is H_new = Z * H + (1 - Z) * H_tilde"] = _gru_new_state(p, X, H, gates, update="reversed")
+        cases["the update gate is missing: H_new equals the candidate H_tilde"] = _gru_new_state(
+            p, X, H, gates, update="none")
+    if "r" in gates:
+        cases["the reset gate is not applied: the candidate should use (R * H) @ W_hh"] = _gru_new_state(
+            p, X, H, gates, reset="none")
+        cases["the reset gate multiplies H @ W_hh; d2l's candidate uses (R * H) @ W_hh"] = _gru_new_state(
+            p, X, H, gates, reset="after")
+    if "z" in gates and "r" in gates:
+        cases["the gates are swapped: Z uses W_xz, W_hz, b_z and R uses W_xr, W_hr, b_r"] = _gru_new_state(
+            p, X, H, gates, swap=True)
+    for g in gates + ("h",):
+        cases[f"the bias b_{g} is missing"] = _gru_new_state({**p, f"b_{g}": torch.zeros_like(p[f"b_{g}"])}, X, H, gates)
+    return cases
+
+
+def _check_gru_like_step(answer, gates, what, *, seed=0, batch=5, num_inputs=3, num_hiddens=4) -> str:
+    generator = torch.Generator().manual_seed(seed)
+    p = _gru_params(generator, num_inputs, num_hiddens, gates)
+    X, H = _random(generator, batch, num_inputs), _random(generator, batch, num_hiddens)
+    cases = _gru_mistakes(p, X, H, gates)  # computed before the answer sees any tensor
+    params = types.SimpleNamespace(**{k: v.clone() for k, v in p.items()})
     with torch.no_grad():
-        got = _tensor(_call(fn, gru, X, H), "the returned H_new", (5, 4))
-        mistakes = _gru_mistakes(gru, X, H)
-        if not _close(got, mistakes["expected"]):
-            raise CheckFailed(_first_known_mistake(got, mistakes))
-    options = "".join(f", {key}={value}" for key, value in switches.items())
-    return f"{what} matches GRUScratch(3, 4{options}).step on a random batch of 5"
+        got = _tensor(_call(answer, params, X.clone(), H.clone()), "the returned H_new", (batch, num_hiddens))
+    if _close(got, cases["expected"]):
+        return f"{what} matches d2l's equations on a random batch (B={batch}, {num_inputs} inputs, {num_hiddens} units)"
+    for description, value in cases.items():
+        if description != "expected" and _close(got, value):
+            raise CheckFailed(description)
+    raise CheckFailed(_difference(got, cases["expected"], "H_new"))
 
 
-def check_gru_step(fn) -> bool:
-    """Chapter 03: ``fn(gru, X (B, in), H (B, h)) -> H_new (B, h)`` must equal ``gru.step(X, H).H``."""
-    return _run_check("gru_step", lambda: _check_gru_like_step(fn, {}, "your step"))
+def check_gru_step(answer, **variation) -> str:
+    """Chapter 03: ``answer(gru, X (B, in), H (B, h)) -> H_new (B, h)``, d2l's GRU step; ``gru`` holds
+    ``W_xz``, ``W_hz``, ``b_z``, ``W_xr``, ``W_hr``, ``b_r``, ``W_xh``, ``W_hh``, ``b_h``."""
+    return _check_gru_like_step(answer, ("z", "r"), "your step", **variation)
 
 
-def check_reset_only_step(fn) -> bool:
-    """Chapter 08: ``fn(gru, X, H) -> H_new`` for ``GRUScratch(..., update_gate=False)`` (no Z)."""
-    return _run_check("reset_only_step", lambda: _check_gru_like_step(
-        fn, {"update_gate": False}, "your reset-only step"))
+def check_reset_only_step(answer, **variation) -> str:
+    """Chapter 08: ``answer(gru, X, H) -> H_new`` for a GRU without the update gate (``H_new = H~``)."""
+    return _check_gru_like_step(answer, ("r",), "your reset-only step", **variation)
 
 
-def check_update_only_step(fn) -> bool:
-    """Chapter 08: ``fn(gru, X, H) -> H_new`` for ``GRUScratch(..., reset_gate=False)`` (no R)."""
-    return _run_check("update_only_step", lambda: _check_gru_like_step(
-        fn, {"reset_gate": False}, "your update-only step"))
+def check_update_only_step(answer, **variation) -> str:
+    """Chapter 08: ``answer(gru, X, H) -> H_new`` for a GRU without the reset gate (the candidate sees H)."""
+    return _check_gru_like_step(answer, ("z",), "your update-only step", **variation)
 
 
-def check_ideal_gate_schedule(fn) -> bool:
-    """Chapter 05: ``fn(seq_len, t_prime) -> (Z, R)``, each of shape ``(seq_len, 1, 1)``; must equal
-    :func:`utils.ideal_gates.ideal_gate_schedule` wherever the value matters (free entries may be anything
-    in [0, 1])."""
-    def body():
-        cases = [(8, 3), (5, 0), (6, 4)]
-        for seq_len, t_prime in cases:
-            result = _call(fn, seq_len, t_prime)
-            if not isinstance(result, tuple) or len(result) != 2:
-                raise CheckFailed(f"should return a pair (Z, R), got {type(result).__name__}")
-            ref = ideal_gate_schedule(seq_len, t_prime)
-            for name, got, want, free in (("Z", result[0], ref.Z, ref.Z_free), ("R", result[1], ref.R, ref.R_free)):
-                got = _tensor(got, name, (seq_len, 1, 1)).detach().double()
-                if ((got < 0) | (got > 1)).any():
-                    raise CheckFailed(f"{name} must lie in [0, 1] (a sigmoid's range), got {got.flatten().tolist()}")
-                for t in range(seq_len):
-                    if not free[t] and abs(got[t].item() - want[t].item()) > ATOL:
-                        where = "t'" if t == t_prime else ("after t'" if t > t_prime else "before t'")
-                        raise CheckFailed(f"{name} at step {t} ({where}, seq_len={seq_len}, t'={t_prime}) "
-                                          f"should be {want[t].item():g}, got {got[t].item():g}")
-        return f"Z and R match the ideal schedule at every step that matters ({len(cases)} cases)"
-    return _run_check("ideal_gate_schedule", body)
+# ----------------------------------------------------------------------------- ideal gate values (chapter 05)
+
+def _forced_states(p, X, Z, R, H0):
+    """States of d2l's GRU with forced gates ``Z[t]``, ``R[t]``: ``(T, B, h)``."""
+    states, H = [], H0
+    for t in range(X.shape[0]):
+        H_tilde = torch.tanh(X[t] @ p["W_xh"] + (R[t] * H) @ p["W_hh"] + p["b_h"])
+        H = Z[t] * H + (1 - Z[t]) * H_tilde
+        states.append(H)
+    return torch.stack(states)
 
 
-def check_gated_antisymmetric_step(fn) -> bool:
-    """Chapter 09: ``fn(cell, x (B, in), h (B, hidden)) -> h_new`` must equal ``cell.step(x, h)`` for a
-    :class:`utils.antisymmetric.GatedAntisymmetricRNN`."""
-    def body():
-        cell = GatedAntisymmetricRNN(3, 4, epsilon=0.3, gamma=0.2).double()
-        with torch.no_grad():
-            for bias in (cell.bias_ih, cell.bias_hh):
-                bias.normal_(0, 0.5)
-        x, h = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
-        with torch.no_grad():
-            got = _tensor(_call(fn, cell, x, h), "the returned h_new", (5, 4))
-            want = cell.step(x, h)
-            if _close(got, want):
-                return "your step matches GatedAntisymmetricRNN.step on a random batch (B=5, 3 inputs, 4 units)"
-            gate_in, candidate_in = cell.input_projection(x).chunk(2, dim=-1)
-            A = cell.recurrent_matrix()
-            r = cell.recurrent_projection(h, A)
-            z = torch.sigmoid(gate_in + r)
-            mistakes = {
-                "the gate and the candidate are swapped: weight_ih's first block is the gate's W^z, "
-                "the second the candidate's W^h": h + cell.epsilon * torch.sigmoid(candidate_in + r)
-                * torch.tanh(gate_in + r),
-                "the gate z is missing: h_new = h + epsilon * z * tanh(...)": h + cell.epsilon
-                * torch.tanh(candidate_in + r),
-                "epsilon is missing: h_new = h + epsilon * z * tanh(...)": h + z * torch.tanh(candidate_in + r),
-                "the old state h is not added: the step is h_new = h + epsilon * z * tanh(...)": cell.epsilon
-                * z * torch.tanh(candidate_in + r),
-                "the recurrent matrix is used without antisymmetry: use cell.recurrent_matrix() "
-                "(A = W - W^T - gamma I)": h + cell.epsilon * torch.sigmoid(gate_in + h @ cell.weight_hh.T
-                + cell.bias_hh) * torch.tanh(candidate_in + h @ cell.weight_hh.T + cell.bias_hh),
-                "the recurrent matrix is applied as h @ A; the cell computes A h, i.e. h @ A.T": h + cell.epsilon
-                * torch.sigmoid(gate_in + h @ A + cell.bias_hh) * torch.tanh(candidate_in + h @ A + cell.bias_hh),
-            }
-            for description, value in mistakes.items():
-                if _close(got, value):
-                    raise CheckFailed(description)
-            diff = (got - want).abs()
-            raise CheckFailed(f"h_new differs from the reference in {int((diff > ATOL).sum())} of "
-                              f"{diff.numel()} entries (largest difference {diff.max().item():.3g})")
-    return _run_check("gated_antisymmetric_step", body)
+def check_ideal_gate_schedule(answer, *, seed=0, cases=((8, 3), (5, 0), (6, 4), (7, 5))) -> str:
+    """Chapter 05: ``answer(seq_len, t_prime) -> (Z, R)``, each ``(seq_len, 1, 1)`` in [0, 1], such that from a
+    zero initial state every ``H_t`` with ``t >= t'`` depends on ``x_{t'}`` alone. Checked by what the gates
+    do: on a random GRU, perturbing any other input leaves those states exactly as they were, perturbing
+    ``x_{t'}`` changes them. Both exact families pass (``R = 0`` at ``t'``; or ``Z = 1`` before ``t'``, which
+    keeps the zero state, with ``R`` free at ``t'``)."""
+    generator = torch.Generator().manual_seed(seed)
+    for seq_len, t_prime in cases:
+        result = _call(answer, seq_len, t_prime)
+        if not isinstance(result, tuple) or len(result) != 2:
+            raise CheckFailed(f"should return a pair (Z, R), got {type(result).__name__}")
+        Z, R = (_tensor(g, name, (seq_len, 1, 1)) for g, name in zip(result, "ZR"))
+        for name, gate in (("Z", Z), ("R", R)):
+            if ((gate < 0) | (gate > 1)).any():
+                raise CheckFailed(f"{name} must lie in [0, 1] (a sigmoid's range), got {gate.flatten().tolist()}")
+        p = {"W_xh": _random(generator, 3, 4), "W_hh": _random(generator, 4, 4), "b_h": _random(generator, 4)}
+        X, H0 = _random(generator, seq_len, 2, 3), torch.zeros(2, 4, dtype=torch.float64)
+        base = _forced_states(p, X, Z, R, H0)[t_prime:]
+        for s in range(seq_len):
+            moved = X.clone()
+            moved[s] += _random(generator, 2, 3)
+            effect = (_forced_states(p, moved, Z, R, H0)[t_prime:] - base).abs().max().item()
+            if s != t_prime and effect > 1e-12:
+                where = "before t'" if s < t_prime else "after t'"
+                raise CheckFailed(f"with seq_len={seq_len}, t'={t_prime}: the states from t' on change by {effect:.3g} "
+                                  f"when x_{s} ({where}) changes; they must depend on x_{t_prime} alone")
+            if s == t_prime and effect < 1e-6:
+                raise CheckFailed(f"with seq_len={seq_len}, t'={t_prime}: the states from t' on do not depend on "
+                                  f"x_{t_prime} at all (the candidate at t' must enter the state)")
+    return f"from t' on, the states depend on x_t' alone ({len(cases)} sequence lengths and t' values)"
 
 
-def check_gru_classifier(cls) -> bool:
-    """Chapter 11: ``cls(cell, num_classes)`` with attributes ``cell`` and ``head`` whose forward maps
-    ``X`` of shape ``(B, T, input_size)`` to logits ``(B, num_classes)`` from the state after the last
-    step, like :class:`utils.classifier.GRUClassifier`."""
-    def body():
-        B, T, num_inputs, hidden, num_classes = 4, 6, 3, 5, 7
-        cell = ConcatGRUCell(num_inputs, hidden)
-        model = _call(cls, cell, num_classes)
-        head = getattr(model, "head", None)
-        if not isinstance(head, nn.Linear) or (head.in_features, head.out_features) != (hidden, num_classes):
-            raise CheckFailed(f"the model needs a head nn.Linear({hidden}, {num_classes}) in self.head")
-        reference = GRUClassifier(cell, num_classes)
-        reference.head.load_state_dict(head.state_dict())
-        X = torch.randn(B, T, num_inputs)
-        with torch.no_grad():
-            got = _tensor(_call(model, X), "the logits", (B, num_classes))
-            want = reference(X)
-            if _close(got, want):
-                return (f"logits of shape {(B, num_classes)} from the last step's state, equal to "
-                        f"GRUClassifier on a random batch (B={B}, T={T})")
-            states = reference.states(X)
-            for t in range(T - 1):
-                if _close(got, reference.head(states[:, t])):
-                    raise CheckFailed(f"the logits come from the state after step {t}; use the last step "
-                                      f"(t = T-1 = {T - 1})")
-            if _close(got, reference.head(states[-1, -1]).expand(B, num_classes)):
-                raise CheckFailed("every row holds the last example's logits: states[-1] indexes the batch; "
-                                  "take states[:, -1] (the last time step of every example)")
-            diff = (got - want).abs()
-            raise CheckFailed(f"the logits differ from the reference in {int((diff > ATOL).sum())} of "
-                              f"{diff.numel()} entries (largest difference {diff.max().item():.3g})")
-    return _run_check("gru_classifier", body)
+# ----------------------------------------------------------------- the gated antisymmetric step (chapter 09)
+
+def check_gated_antisymmetric_step(answer, *, seed=0, batch=5, input_size=3, hidden_size=4, epsilon=0.3,
+                                   gamma=0.2) -> str:
+    """Chapter 09: ``answer(cell, x (B, input), h (B, hidden)) -> h_new``: ``r = A h + b_hh`` with
+    ``A = W - W^T - gamma I``, ``z = sigmoid(W^z x + b^z + r)``, ``h_new = h + epsilon z tanh(W^h x + b^h + r)``.
+    ``cell`` holds ``weight_ih`` (gate rows first), ``bias_ih``, ``weight_hh``, ``bias_hh``, ``epsilon``,
+    ``gamma`` and ``recurrent_matrix()``."""
+    generator = torch.Generator().manual_seed(seed)
+    W_ih, b_ih = _random(generator, 2 * hidden_size, input_size), _random(generator, 2 * hidden_size, scale=0.5)
+    W_hh, b_hh = _random(generator, hidden_size, hidden_size), _random(generator, hidden_size, scale=0.5)
+    x, h = _random(generator, batch, input_size), _random(generator, batch, hidden_size)
+    A = W_hh - W_hh.T - gamma * torch.eye(hidden_size, dtype=torch.float64)
+    gate_in, candidate_in = (x @ W_ih.T + b_ih).chunk(2, dim=-1)
+    r = h @ A.T + b_hh
+    z = torch.sigmoid(gate_in + r)
+    cases = {
+        "expected": h + epsilon * z * torch.tanh(candidate_in + r),
+        "the gate and the candidate are swapped: weight_ih's first block is the gate's W^z, the second the "
+        "candidate's W^h": h + epsilon * torch.sigmoid(candidate_in + r) * torch.tanh(gate_in + r),
+        "the gate z is missing: h_new = h + epsilon * z * tanh(...)": h + epsilon * torch.tanh(candidate_in + r),
+        "epsilon is missing: h_new = h + epsilon * z * tanh(...)": h + z * torch.tanh(candidate_in + r),
+        "the old state h is not added: the step is h_new = h + epsilon * z * tanh(...)":
+            epsilon * z * torch.tanh(candidate_in + r),
+        "the recurrent matrix is used without antisymmetry: use cell.recurrent_matrix() (A = W - W^T - gamma I)":
+            h + epsilon * torch.sigmoid(gate_in + h @ W_hh.T + b_hh) * torch.tanh(candidate_in + h @ W_hh.T + b_hh),
+        "the recurrent matrix is applied as h @ A; the cell computes A h, i.e. h @ A.T":
+            h + epsilon * torch.sigmoid(gate_in + h @ A + b_hh) * torch.tanh(candidate_in + h @ A + b_hh),
+    }
+    copies = {"weight_ih": W_ih.clone(), "bias_ih": b_ih.clone(), "weight_hh": W_hh.clone(), "bias_hh": b_hh.clone()}
+    cell = types.SimpleNamespace(**copies, epsilon=epsilon, gamma=gamma, input_size=input_size, hidden_size=hidden_size,
+                                 recurrent_matrix=lambda: copies["weight_hh"] - copies["weight_hh"].T
+                                 - gamma * torch.eye(hidden_size, dtype=torch.float64))
+    with torch.no_grad():
+        got = _tensor(_call(answer, cell, x.clone(), h.clone()), "the returned h_new", (batch, hidden_size))
+    if _close(got, cases["expected"]):
+        return f"your step matches the gated antisymmetric cell's equations on a random batch (B={batch})"
+    for description, value in cases.items():
+        if description != "expected" and _close(got, value):
+            raise CheckFailed(description)
+    raise CheckFailed(_difference(got, cases["expected"], "h_new"))
+
+
+# --------------------------------------------------------------------- the GRU classifier (chapter 12)
+
+class _ConcatCell(nn.Module):
+    """A GRU cell on ``[x, h]`` (the blog post's layout, written here independently): ``forward(x, h)``."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.reset_gate = nn.Linear(input_size + hidden_size, hidden_size)
+        self.update_gate = nn.Linear(input_size + hidden_size, hidden_size)
+        self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x, h):
+        xh = torch.cat((x, h), dim=1)
+        r, z = torch.sigmoid(self.reset_gate(xh)), torch.sigmoid(self.update_gate(xh))
+        return (1 - z) * h + z * torch.tanh(self.candidate(torch.cat((x, r * h), dim=1)))
+
+
+def check_gru_classifier(answer, *, seed=0, batch=4, steps=6, input_size=3, hidden_size=5, num_classes=7) -> str:
+    """Chapter 12: ``answer(cell, num_classes)`` builds a model with ``cell`` and a ``head``
+    ``nn.Linear(hidden_size, num_classes)``; its forward maps ``X`` of shape ``(B, T, input_size)`` to logits
+    ``(B, num_classes)`` from each example's state after the last step (a zero initial state)."""
+    torch.manual_seed(seed)
+    cell = _ConcatCell(input_size, hidden_size).double()
+    X = _random(torch.Generator().manual_seed(seed), batch, steps, input_size)
+    with torch.no_grad():
+        states, h = [], torch.zeros(batch, hidden_size, dtype=torch.float64)
+        for t in range(steps):
+            h = cell(X[:, t], h)
+            states.append(h)
+    model = _call(answer, cell, num_classes)
+    head = getattr(model, "head", None)
+    if not isinstance(model, nn.Module) or not isinstance(head, nn.Linear) or (
+            head.in_features, head.out_features) != (hidden_size, num_classes):
+        raise CheckFailed(f"the model needs a head nn.Linear({hidden_size}, {num_classes}) in self.head")
+    model.double()
+    weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
+    logits = lambda state: state @ weight.T + bias
+    with torch.no_grad():
+        got = _tensor(_call(model, X.clone()), "the logits", (batch, num_classes))
+    if _close(got, logits(states[-1])):
+        return f"logits of shape {(batch, num_classes)} from each example's last state (B={batch}, T={steps})"
+    for t in range(steps - 1):
+        if _close(got, logits(states[t])):
+            raise CheckFailed(f"the logits come from the state after step {t}; use the last step (t = T-1 = {steps - 1})")
+    if _close(got, logits(states[-1][-1]).expand(batch, num_classes)):
+        raise CheckFailed("every row holds the last example's logits: states[-1] indexes the batch; take the last time "
+                          "step of every example")
+    raise CheckFailed(_difference(got, logits(states[-1]), "the logits"))
+
+
+# ------------------------------------------------------------- one step's backward by hand (chapter 10)
+
+GRADIENT_NAMES = ("dZ", "dH_tilde", "da_h", "da_z", "dR", "da_r", "dH", "dX",
+                  "dW_xz", "dW_hz", "db_z", "dW_xr", "dW_hr", "db_r", "dW_xh", "dW_hh", "db_h")
+
+
+def check_gru_step_backward(answer, *, seed=0, batch=5, num_inputs=3, num_hiddens=4) -> str:
+    """Chapter 10: ``answer(p, cache, dH_new) -> dict`` of the gradients of one reset-before GRU step:
+    ``p`` holds the parameters, ``cache`` the step's ``X``, ``H``, ``Z``, ``R``, ``H_tilde``, ``RH`` and
+    ``H_new``. Every gradient of :data:`GRADIENT_NAMES` is compared with autograd's; the first wrong one is
+    named."""
+    generator = torch.Generator().manual_seed(seed)
+    p = _gru_params(generator, num_inputs, num_hiddens, ("z", "r"))
+    X, H, dH_new = (_random(generator, batch, n) for n in (num_inputs, num_hiddens, num_hiddens))
+    leaves = {k: v.clone().requires_grad_() for k, v in {**p, "X": X, "H": H}.items()}
+    with torch.enable_grad():
+        a_z = leaves["X"] @ leaves["W_xz"] + leaves["H"] @ leaves["W_hz"] + leaves["b_z"]
+        a_r = leaves["X"] @ leaves["W_xr"] + leaves["H"] @ leaves["W_hr"] + leaves["b_r"]
+        Z, R = torch.sigmoid(a_z), torch.sigmoid(a_r)
+        RH = R * leaves["H"]
+        a_h = leaves["X"] @ leaves["W_xh"] + RH @ leaves["W_hh"] + leaves["b_h"]
+        H_tilde = torch.tanh(a_h)
+        H_new = Z * leaves["H"] + (1 - Z) * H_tilde
+        inner = [Z, H_tilde, a_h, a_z, R, a_r]
+        names = ["dZ", "dH_tilde", "da_h", "da_z", "dR", "da_r"]
+        for tensor in inner:
+            tensor.retain_grad()
+        H_new.backward(dH_new)
+    expected = {name: t.grad for name, t in zip(names, inner)}
+    expected.update({f"d{k}": v.grad for k, v in leaves.items()})
+    cache = {"X": X.clone(), "H": H.clone(), "Z": Z.detach().clone(), "R": R.detach().clone(),
+             "H_tilde": H_tilde.detach().clone(), "RH": RH.detach().clone(), "H_new": H_new.detach().clone()}
+    with torch.no_grad():
+        got = _call(answer, {k: v.clone() for k, v in p.items()}, cache, dH_new.clone())
+    if not isinstance(got, dict):
+        raise CheckFailed(f"should return a dict of gradients, got {type(got).__name__}")
+    missing = [name for name in GRADIENT_NAMES if name not in got]
+    if missing:
+        raise CheckFailed(f"the dict lacks {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    for name in GRADIENT_NAMES:
+        value = _tensor(got[name], name, expected[name].shape)
+        if not _close(value, expected[name]):
+            for other in GRADIENT_NAMES:
+                if other != name and expected[other].shape == value.shape and _close(value, expected[other]):
+                    raise CheckFailed(f"{name} is wrong: it holds what {other} should hold")
+            if _close(value, -expected[name]):
+                raise CheckFailed(f"{name} has the wrong sign")
+            raise CheckFailed(f"{name} is wrong: " + _difference(value, expected[name], name))
+    return f"all {len(GRADIENT_NAMES)} gradients equal autograd's (B={batch}, {num_inputs} inputs, {num_hiddens} units)"
+
+
+CHECKS = {"gru_step": check_gru_step, "reset_only_step": check_reset_only_step,
+          "update_only_step": check_update_only_step, "ideal_gate_schedule": check_ideal_gate_schedule,
+          "gated_antisymmetric_step": check_gated_antisymmetric_step, "gru_classifier": check_gru_classifier,
+          "gru_step_backward": check_gru_step_backward}

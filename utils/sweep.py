@@ -63,8 +63,10 @@ def train_config(config: dict) -> dict:
     """Train one configuration and score it; the runner's trial function.
 
     ``config`` holds ``num_steps``, ``num_hiddens``, ``lr``, ``batch_size``, ``max_epochs``, ``num_train``,
-    ``held_out_start``, ``held_out_stop`` and ``seed``. Returns the held-out perplexity, the wall and CPU
-    seconds of training, training tokens per second, the parameter count and a greedy sample.
+    ``held_out_start``, ``held_out_stop`` and ``seed``. Returns the held-out perplexity, the perplexity on
+    as many characters from the start of the training text (same rule: the gap between the two is what the
+    model memorised), the wall and CPU seconds of training, training tokens per second, the parameter count
+    and a greedy sample.
     """
     start, stop = config["held_out_start"], config["held_out_stop"]
     if start < config["num_train"] + config["num_steps"]:
@@ -77,6 +79,7 @@ def train_config(config: dict) -> dict:
         lr=config["lr"], max_epochs=config["max_epochs"], seed=config["seed"], prefixes=(SAMPLE_PREFIX,),
         display=False, validate=False)
     return {"held_out_perplexity": stream_perplexity(run.model, data.tokens(start, stop)),
+            "train_text_perplexity": stream_perplexity(run.model, data.tokens(0, stop - start)),
             "train_seconds": run.result.seconds, "cpu_seconds": time.process_time() - cpu_start,
             "tokens_per_second": run.result.tokens_per_second, "num_params": run.num_params,
             "sample": run.samples[SAMPLE_PREFIX]}

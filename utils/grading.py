@@ -1,0 +1,102 @@
+"""Grading the course's exercises with nbgrader: ``python -m utils.grading course DIR`` makes a course directory.
+
+The chapters are nbgrader's source notebooks as they are: each exercise is a solution cell (nbgrader
+metadata ``solution: true``, the answer between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, its hints
+as comments above the region, so that nbgrader's stub keeps them) followed by a graded test cell
+(``grade: true``, ``points``, locked) that asserts :func:`utils.checks.check` and hides more cases between
+``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``.
+
+The course directory holds ``nbgrader_config.py`` (:data:`CONFIG`: quick mode, so a whole chapter grades in
+seconds, a cell timeout that fits it, and each student's figures in their own folder) and one assignment per
+chapter with exercises, ``source/chNN/NN_name.ipynb``. Then, in that directory::
+
+    nbgrader generate_assignment ch03        # release/ch03/: the students' copies (answers stubbed, hidden tests gone)
+    nbgrader collect ch03                    # or copy each submission to submitted/<student>/ch03/
+    nbgrader autograde ch03                  # runs every submission, fills the gradebook
+    nbgrader generate_feedback ch03          # feedback/<student>/ch03/*.html
+    nbgrader export                          # grades.csv
+"""
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+
+from utils.assignments import chapters_with_exercises
+from utils.paths import repo_root
+
+CONFIG = '''"""nbgrader configuration for the GRU course (written by `python -m utils.grading course`)."""
+import os
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+c.CourseDirectory.course_id = "gru-course"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+# Grade in quick mode: every chapter runs in seconds with the same code as the full run.
+os.environ.setdefault("GRU_COURSE_QUICK", "1")
+# Figures and other outputs of a submission go to course-output/ beside it: one folder per student.
+os.environ.setdefault("GRU_COURSE_OUTPUT", "course-output")
+c.Execute.timeout = 300  # seconds per cell; quick-mode cells take seconds
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
+'''
+
+
+def assignment_name(chapter: Path) -> str:
+    """``ch03`` for ``notebooks/03_gru_scratch.ipynb``."""
+    match = re.match(r"(\d\d)_", Path(chapter).name)
+    if not match:
+        raise ValueError(f"{chapter} is not a chapter (NN_name.ipynb)")
+    return f"ch{match.group(1)}"
+
+
+def graded_points(nb) -> dict[str, float]:
+    """``grade_id -> points`` of every graded cell of a notebook."""
+    return {cell.metadata["nbgrader"]["grade_id"]: cell.metadata["nbgrader"]["points"]
+            for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")}
+
+
+def make_course(directory, notebooks_dir=None, chapters=None) -> dict[str, Path]:
+    """Write an nbgrader course directory: its ``nbgrader_config.py`` and, for every chapter with exercises
+    (or those whose number is in ``chapters``), ``source/chNN/NN_name.ipynb``. Returns assignment -> notebook.
+    An existing ``source/`` assignment is replaced; the gradebook and submissions are left alone."""
+    directory = Path(directory)
+    paths = chapters_with_exercises(Path(notebooks_dir) if notebooks_dir else repo_root() / "notebooks")
+    if chapters:
+        wanted = {f"{int(c):02d}" for c in chapters}
+        paths = [p for p in paths if p.name[:2] in wanted]
+        if len(paths) != len(wanted):
+            raise ValueError(f"chapters {sorted(wanted)} asked for, but only {[p.name for p in paths]} have exercises")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "nbgrader_config.py").write_text(CONFIG)
+    made = {}
+    for path in paths:
+        if not graded_points(nbformat.read(path, as_version=4)):
+            raise ValueError(f"{path.name} has exercises but no graded test cell")
+        source = directory / "source" / assignment_name(path)
+        if source.exists():
+            shutil.rmtree(source)
+        source.mkdir(parents=True)
+        made[assignment_name(path)] = Path(shutil.copy(path, source / path.name))
+    return made
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Make an nbgrader course directory for the course's exercises.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    course = sub.add_parser("course", help="write nbgrader_config.py and source/chNN/ for the chapters with exercises")
+    course.add_argument("directory", type=Path)
+    course.add_argument("--chapters", nargs="+", help="chapter numbers (default: every chapter with exercises)")
+    args = parser.parse_args(argv)
+    try:
+        made = make_course(args.directory, chapters=args.chapters)
+    except ValueError as err:
+        parser.error(str(err))
+    for assignment, path in made.items():
+        print(f"{assignment}: {path}")
+    print(f"next, in {args.directory}: nbgrader generate_assignment {' '.join(made)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
