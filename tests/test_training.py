@@ -1,5 +1,6 @@
 """The live progress board, the fit helper and the perplexity."""
 import math
+import re
 
 import d2l.torch as d2l
 import pytest
@@ -85,3 +86,11 @@ def test_perplexity_leaves_the_training_flag_as_it_was():
     X = torch.randint(0, 28, (2, 3))
     training.perplexity(model, [(X, X)])
     assert model.training and math.isfinite(training.perplexity(model, [(X, X)]))
+
+
+def test_the_live_curve_says_which_epoch_and_how_long(displays):
+    board = training.LiveProgressBoard(min_interval=0.0, max_epochs=10)
+    board.draw(1.0, 5.0, "train_ppl")
+    board.draw(3.0, 4.0, "train_ppl")
+    assert re.fullmatch(r"epoch 3 of 10, \d+ s elapsed", board.progress())
+    assert board.axes is None and displays["updated"][-1].axes[0].get_title().startswith("epoch 3 of 10")

@@ -32,15 +32,17 @@ def seed_everything(seed: int) -> None:
 
 
 class LiveProgressBoard(d2l.ProgressBoard):
-    """A ``d2l.ProgressBoard`` that redraws one figure in place, at most every ``min_interval`` seconds.
+    """A ``d2l.ProgressBoard`` that redraws one figure in place, at most every ``min_interval`` seconds, titled
+    with the epoch reached (of ``max_epochs``) and the time elapsed.
 
     ``data`` maps each label (``'train_ppl'``, ``'val_ppl'``, ...) to its list of averaged points, as in
     d2l. Call :meth:`finish` after training to draw the final curve.
     """
 
-    def __init__(self, *, min_interval=2.0, **kwargs):
+    def __init__(self, *, min_interval=2.0, max_epochs=None, **kwargs):
         super().__init__(**kwargs)
-        self.min_interval = min_interval
+        self.min_interval, self.max_epochs = min_interval, max_epochs
+        self._start = time.monotonic()
         self.raw_points = collections.OrderedDict()
         self.data = collections.OrderedDict()
         self._handle = None
@@ -57,6 +59,12 @@ class LiveProgressBoard(d2l.ProgressBoard):
         points.clear()
         if self.display and time.monotonic() - self._last_draw >= self.min_interval:
             self._redraw()
+
+    def progress(self) -> str:
+        """What the title of the live curve says: the epoch reached (of ``max_epochs``) and the time elapsed."""
+        epoch = max((line[-1].x for line in self.data.values() if line), default=0.0)
+        total = f" of {self.max_epochs}" if self.max_epochs else ""
+        return f"epoch {epoch:.0f}{total}, {time.monotonic() - self._start:.0f} s elapsed"
 
     def finish(self):
         """Draw the final state of every line (no-op when ``display`` is False)."""
@@ -82,6 +90,7 @@ class LiveProgressBoard(d2l.ProgressBoard):
         axes.set_xscale(self.xscale)
         axes.set_yscale(self.yscale)
         axes.legend()
+        axes.set_title(self.progress(), fontsize=10)
         if self._handle is None:
             self._handle = display.display(self.fig, display_id=True)
         else:
@@ -120,7 +129,7 @@ def fit(model, data, trainer, *, ylabel=None, yscale="linear", display=True, min
     The model's d2l board is replaced by a :class:`LiveProgressBoard` before training.
     """
     model.board = LiveProgressBoard(xlabel="epoch", ylabel=ylabel, yscale=yscale, display=display,
-                                    min_interval=min_interval)
+                                    min_interval=min_interval, max_epochs=trainer.max_epochs)
     start = time.perf_counter()
     trainer.fit(model, data)
     seconds = time.perf_counter() - start
