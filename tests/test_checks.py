@@ -101,7 +101,14 @@ def step_gradients(p, cache, dH_new):
     return g
 
 
-CORRECT = {"gru_step": gru_step, "reset_only_step": reset_only_step, "update_only_step": update_only_step,
+def fused_step(XW, H, W_h, b_hh):
+    h = H.shape[1]
+    HW = H @ W_h
+    Z, R = torch.sigmoid(XW[:, :2 * h] + HW[:, :2 * h]).chunk(2, dim=1)
+    return Z * H + (1 - Z) * torch.tanh(XW[:, 2 * h:] + R * (HW[:, 2 * h:] + b_hh))
+
+
+CORRECT = {"gru_step": gru_step, "fused_reset_after_step": fused_step, "reset_only_step": reset_only_step, "update_only_step": update_only_step,
            "ideal_gate_schedule": schedule, "gated_antisymmetric_step": antisymmetric_step,
            "gru_classifier": Classifier, "gru_step_backward": step_gradients}
 VARIATIONS = {"gru_step": dict(seed=5, batch=7, num_inputs=2, num_hiddens=6),
@@ -109,7 +116,8 @@ VARIATIONS = {"gru_step": dict(seed=5, batch=7, num_inputs=2, num_hiddens=6),
               "ideal_gate_schedule": dict(seed=3, cases=((10, 9), (3, 1))),
               "gated_antisymmetric_step": dict(seed=4, batch=2, epsilon=0.05, gamma=0.0),
               "gru_classifier": dict(seed=6, batch=3, steps=2, num_classes=2),
-              "gru_step_backward": dict(seed=7, batch=2, num_inputs=5, num_hiddens=3)}
+              "gru_step_backward": dict(seed=7, batch=2, num_inputs=5, num_hiddens=3),
+              "fused_reset_after_step": dict(seed=8, batch=2, num_hiddens=7)}
 
 
 def test_every_check_has_a_correct_answer_here():
@@ -314,3 +322,19 @@ def test_the_backward_check_names_the_wrong_gradient(capsys, name, change, fragm
             g[name] = change(g, cache)
         return g
     assert_fails(capsys, check("gru_step_backward", answer), fragment)
+
+
+def test_the_fused_step_must_make_one_matrix_product(capsys):
+    def three_products(XW, H, W_h, b_hh):
+        h = H.shape[1]
+        Z = torch.sigmoid(XW[:, :h] + H @ W_h[:, :h])
+        R = torch.sigmoid(XW[:, h:2 * h] + torch.mm(H, W_h[:, h:2 * h]))
+        return Z * H + (1 - Z) * torch.tanh(XW[:, 2 * h:] + R * (torch.matmul(H, W_h[:, 2 * h:]) + b_hh))
+
+    def reset_before(XW, H, W_h, b_hh):
+        h = H.shape[1]
+        HW = H @ W_h
+        Z, R = torch.sigmoid(XW[:, :2 * h] + HW[:, :2 * h]).chunk(2, dim=1)
+        return Z * H + (1 - Z) * torch.tanh(XW[:, 2 * h:] + (R * H) @ W_h[:, 2 * h:] + b_hh)
+    assert_fails(capsys, check("fused_reset_after_step", three_products), "your step made 3 matrix products")
+    assert_fails(capsys, check("fused_reset_after_step", reset_before), "the reset gate is applied before the matmul")

@@ -424,7 +424,58 @@ def check_gru_step_backward(answer, *, seed=0, batch=5, num_inputs=3, num_hidden
     return f"all {len(GRADIENT_NAMES)} gradients equal autograd's (B={batch}, {num_inputs} inputs, {num_hiddens} units)"
 
 
+# ------------------------------------------------------------- the fused reset-after step (chapter 11)
+
+class _CountProducts(torch.overrides.TorchFunctionMode):
+    """Counts the matrix products called while active."""
+
+    PRODUCTS = {torch.matmul, torch.mm, torch.addmm, torch.bmm, torch.baddbmm, torch.einsum, torch.tensordot,
+                torch.nn.functional.linear, torch.Tensor.matmul, torch.Tensor.mm, torch.Tensor.__matmul__,
+                torch.Tensor.__rmatmul__, torch.Tensor.addmm}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += func in self.PRODUCTS
+        return func(*args, **(kwargs or {}))
+
+
+def check_fused_reset_after_step(answer, *, seed=0, batch=5, num_hiddens=4) -> str:
+    """Chapter 11: ``answer(XW_t, H, W_h, b_hh) -> H_new``: one step of the reset-after GRU from the input
+    projections ``XW_t`` ``(B, 3h)`` (biases included, columns ``[z | r | n]``), the state ``H`` ``(B, h)``, the
+    fused hidden weights ``W_h`` ``(h, 3h)`` and the candidate's hidden bias ``b_hh`` ``(h,)``, with ONE matrix
+    product: ``Z, R = sigmoid(XW_z,r + H W_h,zr)``, ``H~ = tanh(XW_n + R * (H W_h,n + b_hh))``."""
+    generator = torch.Generator().manual_seed(seed)
+    h = num_hiddens
+    XW, H, W_h, b_hh = (_random(generator, batch, 3 * h), _random(generator, batch, h), _random(generator, h, 3 * h),
+                        _random(generator, h, scale=0.5))
+    HW = H @ W_h
+    Z, R = torch.sigmoid(XW[:, :2 * h] + HW[:, :2 * h]).chunk(2, dim=1)
+    cases = {"expected": Z * H + (1 - Z) * torch.tanh(XW[:, 2 * h:] + R * (HW[:, 2 * h:] + b_hh)),
+             "the reset gate is applied before the matmul (d2l's form); this step resets after it: R * (H W_hn + b_hh)":
+                 Z * H + (1 - Z) * torch.tanh(XW[:, 2 * h:] + (R * H) @ W_h[:, 2 * h:] + b_hh),
+             "b_hh is added outside the reset: it belongs inside, R * (H W_hn + b_hh)":
+                 Z * H + (1 - Z) * torch.tanh(XW[:, 2 * h:] + R * HW[:, 2 * h:] + b_hh),
+             "the columns are read as [r | z | n]; the course's fused layout is [z | r | n]":
+                 R * H + (1 - R) * torch.tanh(XW[:, 2 * h:] + Z * (HW[:, 2 * h:] + b_hh))}
+    counter = _CountProducts()
+    with torch.no_grad(), counter:
+        got = _call(answer, XW.clone(), H.clone(), W_h.clone(), b_hh.clone())
+    got = _tensor(got, "the returned H_new", (batch, h))
+    if not _close(got, cases["expected"]):
+        for description, value in cases.items():
+            if description != "expected" and _close(got, value):
+                raise CheckFailed(description)
+        raise CheckFailed(_difference(got, cases["expected"], "H_new"))
+    if counter.count != 1:
+        raise CheckFailed(f"the values are right, but your step made {counter.count} matrix products; compute "
+                          "H @ W_h once and split its columns")
+    return f"H_new is right, with one matrix product (B={batch}, h={h})"
+
+
 CHECKS = {"gru_step": check_gru_step, "reset_only_step": check_reset_only_step,
           "update_only_step": check_update_only_step, "ideal_gate_schedule": check_ideal_gate_schedule,
           "gated_antisymmetric_step": check_gated_antisymmetric_step, "gru_classifier": check_gru_classifier,
-          "gru_step_backward": check_gru_step_backward}
+          "gru_step_backward": check_gru_step_backward, "fused_reset_after_step": check_fused_reset_after_step}

@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from utils.paths import figures_dir
+from utils.paths import figures_dir, repo_root
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -22,3 +22,14 @@ def save_figure(fig, name: str, *, fmt: str = "png", dpi: int = 120) -> Path:
     metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
     fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
     return path
+
+
+def figures_location() -> str:
+    """Where this run's figures go, relative to the course's root when inside it (``figures/`` when a chapter
+    is stored, ``build/figures/`` otherwise). A chapter prints it in its first cell: the folder is checked
+    writable there, so a read-only one is an error before any training runs."""
+    folder = figures_dir()
+    try:
+        return f"{folder.relative_to(repo_root())}/"
+    except ValueError:
+        return f"{folder}/"
