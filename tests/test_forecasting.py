@@ -137,3 +137,15 @@ def test_change_from_last_and_torch_predictor():
 def test_bad_arguments_are_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_seasonal_naive_with_drift_adds_the_trend_of_the_observed_history():
+    from utils.forecasting import seasonal_naive_drift_forecast
+    months = np.arange(48)
+    series = 2.0 * months + 10 * np.sin(2 * np.pi * months / 12)  # a linear trend plus a yearly season
+    origins = np.array([24, 30])
+    forecast = seasonal_naive_drift_forecast(series, origins, 18, 12)
+    truth = 2.0 * (origins[:, None] + np.arange(1, 19)) + 10 * np.sin(2 * np.pi * (origins[:, None] + np.arange(1, 19)) / 12)
+    np.testing.assert_allclose(forecast, truth, atol=1e-9)  # exact for trend + season
+    with pytest.raises(ValueError, match="origins must lie in"):
+        seasonal_naive_drift_forecast(series, np.array([5]), 3, 12)

@@ -14,7 +14,7 @@ from utils.assignments import BEGIN_HIDDEN, END_HIDDEN, chapters_with_exercises,
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = chapters_with_exercises(ROOT / "notebooks")
-AUTOGRADED = ("03",)  # graded end to end in every test run; the others are generated and checked
+AUTOGRADED = ("03", "10")  # graded end to end in every test run; the others are generated and checked
 
 
 def graded_cells_after_exercises(nb):

@@ -17,44 +17,87 @@ def inputs(seed=1):
     return torch.randn(T, B, NUM_INPUTS, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def reference_step(variant, p, x, h):
-    """The published equations, one step, written independently of utils (papers' update convention
-    h = (1 - u) h + u h~, where u = 1 - Z lets the candidate in)."""
-    sig = torch.sigmoid
-    if variant == "mgu":  # Zhou et al. 2016: one gate f, candidate on the concatenation [f * h, x]
-        f = sig(torch.cat([h, x], 1) @ torch.cat([p["W_hf"], p["W_xf"]]) + p["b_f"])
-        h_cand = torch.tanh(torch.cat([f * h, x], 1) @ torch.cat([p["W_hh"], p["W_xh"]]) + p["b_h"])
-        return (1 - f) * h + f * h_cand
-    if variant == "gru":
-        keep, r = sig(x @ p["W_xz"] + h @ p["W_hz"] + p["b_z"]), sig(x @ p["W_xr"] + h @ p["W_hr"] + p["b_r"])
-    elif variant == "gru1":
-        keep, r = sig(h @ p["W_hz"] + p["b_z"]), sig(h @ p["W_hr"] + p["b_r"])
-    elif variant == "gru2":
-        keep, r = sig(h @ p["W_hz"]), sig(h @ p["W_hr"])
-    else:  # gru3
-        keep, r = sig(p["b_z"]).expand_as(h), sig(p["b_r"]).expand_as(h)
-    u = 1 - keep
-    h_cand = torch.tanh(x @ p["W_xh"] + (r * h) @ p["W_hh"] + p["b_h"])
-    return (1 - u) * h + u * h_cand
+def paper_parameters(variant, seed=2):
+    """Random parameters in the papers' own notation and layout: column vectors, weight matrices of shape
+    (hidden, inputs) applied from the left, and their own names."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    n, m = NUM_HIDDENS, NUM_INPUTS
+    if variant == "mgu":  # Zhou et al. 2016: W_f, W_h act on the concatenation [h; x]
+        return {"W_f": r(n, n + m), "b_f": r(n), "W_h": r(n, n + m), "b_h": r(n)}
+    paper = {"W_h": r(n, m), "U_h": r(n, n), "b_h": r(n)}  # the candidate of Dey and Salem (2017)
+    for gate in ("u", "r"):
+        if variant in ("gru", "gru1", "gru2"):
+            paper[f"U_{gate}"] = r(n, n)
+        if variant in ("gru", "gru1", "gru3"):
+            paper[f"b_{gate}"] = r(n)
+        if variant == "gru":
+            paper[f"W_{gate}"] = r(n, m)
+    return paper
+
+
+def paper_step(variant, q, x, h):
+    """One step of the papers' equations on column vectors (x: (m,), h: (n,)), written from the papers.
+    GRU and its variants (Dey and Salem 2017): u = sigma(W_u x + U_u h + b_u), r = sigma(W_r x + U_r h + b_r),
+    GRU1 drops W x, GRU2 also b, GRU3 keeps b only; h~ = tanh(W_h x + U_h (r * h) + b_h); h' = (1 - u) h + u h~.
+    MGU (Zhou et al. 2016): f = sigma(W_f [h; x] + b_f), h~ = tanh(W_h [f * h; x] + b_h), h' = (1 - f) h + f h~."""
+    sigma = torch.sigmoid
+    if variant == "mgu":
+        f = sigma(q["W_f"] @ torch.cat([h, x]) + q["b_f"])
+        h_tilde = torch.tanh(q["W_h"] @ torch.cat([f * h, x]) + q["b_h"])
+        return (1 - f) * h + f * h_tilde
+
+    def gate(g):
+        pre = torch.zeros_like(h)
+        if f"W_{g}" in q:
+            pre = pre + q[f"W_{g}"] @ x
+        if f"U_{g}" in q:
+            pre = pre + q[f"U_{g}"] @ h
+        if f"b_{g}" in q:
+            pre = pre + q[f"b_{g}"]
+        return sigma(pre)
+
+    u, r = gate("u"), gate("r")
+    h_tilde = torch.tanh(q["W_h"] @ x + q["U_h"] @ (r * h) + q["b_h"])
+    return (1 - u) * h + u * h_tilde
+
+
+def to_course(variant, q):
+    """The course's parameters for the same function: row vectors (weights transposed) and d2l's update
+    convention, Z = 1 - u = sigma(-(...)): the update gate's weights and bias change sign; the MGU's single
+    gate is R = F, Z = 1 - F."""
+    n = NUM_HIDDENS
+    if variant == "mgu":
+        return {"W_hf": q["W_f"][:, :n].T, "W_xf": q["W_f"][:, n:].T, "b_f": q["b_f"],
+                "W_hh": q["W_h"][:, :n].T, "W_xh": q["W_h"][:, n:].T, "b_h": q["b_h"]}
+    course = {"W_xh": q["W_h"].T, "W_hh": q["U_h"].T, "b_h": q["b_h"]}
+    for paper_gate, gate, sign in (("u", "z", -1), ("r", "r", 1)):
+        for paper_name, name in ((f"W_{paper_gate}", f"W_x{gate}"), (f"U_{paper_gate}", f"W_h{gate}"),
+                                 (f"b_{paper_gate}", f"b_{gate}")):
+            if paper_name in q:
+                course[name] = sign * (q[paper_name] if paper_name.startswith("b") else q[paper_name].T)
+    return course
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_each_variant_follows_its_published_equations(variant):
+def test_each_variant_computes_its_papers_equations(variant):
+    """Parameters drawn in the papers' notation, converted to the course's, give the papers' states."""
+    q = paper_parameters(variant)
     model = make(variant)
-    with torch.no_grad():  # nonzero biases, so that dropping or keeping one is visible
-        for name, param in model.named_parameters():
-            if name.startswith("b_"):
-                param.copy_(torch.randn(NUM_HIDDENS, dtype=torch.float64))
-    p = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in to_course(variant, q).items():
+            getattr(model, name).copy_(value)
     X, H0 = inputs(), torch.randn(B, NUM_HIDDENS, dtype=torch.float64)
     outputs, H = model(X, H0)
-    h, expected = H0, []
-    for x in X:
-        h = reference_step(variant, p, x, h)
-        expected.append(h)
-    assert outputs.shape == (T, B, NUM_HIDDENS)
-    torch.testing.assert_close(outputs, torch.stack(expected))
-    torch.testing.assert_close(H, expected[-1])
+    expected = []
+    for b in range(B):  # the papers' equations, one example (a column vector) at a time
+        h, states = H0[b], []
+        for x in X[:, b]:
+            h = paper_step(variant, q, x, h)
+            states.append(h)
+        expected.append(torch.stack(states))
+    torch.testing.assert_close(outputs, torch.stack(expected, dim=1))
+    torch.testing.assert_close(H, outputs[-1])
 
 
 @pytest.mark.parametrize("variant, gate_parameters", [

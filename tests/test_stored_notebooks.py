@@ -1,4 +1,5 @@
 """The chapters as stored in git: what a reader opens on the web without running anything."""
+import re
 from pathlib import Path
 
 import nbformat
@@ -43,3 +44,26 @@ def test_readme_lists_the_chapter_with_its_colab_link(path):
     readme = (ROOT / "README.md").read_text()
     colab = REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/")
     assert f"({colab}/blob/main/notebooks/{path.name})" in readme, f"README's chapter table lacks {path.name}"
+
+
+SAVED = re.compile(r'save_figure\(\s*\w+\s*,\s*"([^"]+)"')
+
+
+def saved_figures(path):
+    """The figure names that a chapter's code cells pass to save_figure."""
+    nb = nbformat.read(path, as_version=4)
+    return SAVED.findall("\n".join(cell.source for cell in nb.cells if cell.cell_type == "code"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_figure_a_chapter_saves_is_named_after_it_and_stored(path):
+    names = saved_figures(path)
+    assert all(name.startswith(path.name[:3]) for name in names), (path.name, names)
+    missing = [name for name in names if not (ROOT / "figures" / f"{name}.png").is_file()]
+    assert not missing, f"{path.name} saves {missing}, but figures/ lacks them: store the chapter"
+
+
+def test_every_stored_figure_comes_from_a_chapter():
+    saved = {name for path in CHAPTERS for name in saved_figures(path)}
+    stale = sorted(path.name for path in (ROOT / "figures").glob("*.png") if path.stem not in saved)
+    assert not stale, f"figures/ holds figures no chapter saves any more: {stale}"

@@ -160,6 +160,18 @@ def seasonal_naive_forecast(series, origins, horizon: int, period: int) -> np.nd
     return series[origins[:, None] + steps - back]
 
 
+def seasonal_naive_drift_forecast(series, origins, horizon: int, period: int) -> np.ndarray:
+    """Seasonal naive plus the trend: the same season's last observed value, raised by the average change per
+    step over the whole observed history, ``d = (y[o] - y[0]) / o``, times the steps between them:
+    ``y^[o + h] = series[o + h - period * k] + period * k * d`` with ``k = ceil(h / period)``. Shape
+    ``(N, horizon)``."""
+    seasonal = seasonal_naive_forecast(series, origins, horizon, period)
+    series, origins = _check_origins(series, origins, horizon, max(period - 1, 1))
+    drift = (series[origins] - series[0]) / origins  # (N,): average change per step up to each origin
+    back = period * np.ceil(np.arange(1, horizon + 1) / period)
+    return seasonal + drift[:, None] * back
+
+
 class LinearAR:
     """Linear autoregression ``y[t] = c + a_1 y[t-order] + ... + a_order y[t-1]``, fit by least squares.
 

@@ -21,21 +21,20 @@ PREFIXES = ("time traveller", "it has")
 class LanguageModelRun:
     """One trained language model and what was measured on it.
 
-    ``val_perplexity`` is token-weighted over the validation split (:func:`utils.training.perplexity`);
-    ``train_perplexity`` is d2l's last plotted training value; ``samples`` maps each prefix to the
-    greedy continuation the model predicts.
+    ``train_perplexity`` and ``val_perplexity`` are one estimator on the training and the validation
+    windows, measured after training (None with ``validate=False``): ``exp`` of the mean cross-entropy per token
+    (:func:`utils.training.perplexity`). The curves of ``result`` are d2l's: the mean of per-minibatch
+    perplexities, the training one averaged while the weights still change during the epoch.
+    ``samples`` maps each prefix to the greedy continuation the model predicts.
     """
 
     name: str
     model: d2l.RNNLMScratch
     result: TrainingResult
+    train_perplexity: float | None
     val_perplexity: float | None
     num_params: int
     samples: dict = field(default_factory=dict)
-
-    @property
-    def train_perplexity(self) -> float:
-        return self.result.final("train_ppl")
 
     def row(self) -> dict:
         """A flat dict for a pandas table."""
@@ -62,7 +61,7 @@ def train_language_model(name: str, make_rnn: Callable[[int], nn.Module], data, 
                          validate: bool = True) -> LanguageModelRun:
     """Seed, build ``make_rnn(vocab_size)`` inside a d2l language model, train it with d2l's Trainer on
     ``data`` (a :class:`utils.data.TimeMachine`), and measure it (``validate=False``: no validation
-    perplexity, for data without validation windows).
+    and training perplexity, for data without validation windows).
     """
     seed_everything(seed)
     vocab_size = len(data.vocab)
@@ -71,6 +70,7 @@ def train_language_model(name: str, make_rnn: Callable[[int], nn.Module], data, 
     result = fit(model, data, trainer, ylabel="perplexity", display=display)
     samples = {prefix: generate(model, prefix, num_preds, data.vocab) for prefix in prefixes}
     return LanguageModelRun(name=name, model=model, result=result,
+                            train_perplexity=perplexity(model, data.train_dataloader()) if validate else None,
                             val_perplexity=perplexity(model, data.val_dataloader()) if validate else None,
                             num_params=sum(p.numel() for p in model.parameters()), samples=samples)
 

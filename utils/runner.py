@@ -37,7 +37,7 @@ from typing import Callable
 import pandas as pd
 
 from utils.mode import QUICK_ENV
-from utils.paths import OUTPUT_ENV, ROOT_ENV, STORE_ENV, writable_dir
+from utils.paths import OUTPUT_ENV, ROOT_ENV, STORE_ENV, output_dir, writable_dir
 from utils.progress import progress_bar
 
 FORMAT = "gru-course study results, version 1"
@@ -275,15 +275,24 @@ def _check_writable(path: Path) -> None:
                               f"(chmod u+w {path}) or give another results file")
 
 
-def run_study(study: Study, path, *, retrain: bool = False, cpus_per_trial: int = 1, max_retries: int = 2,
-              progress: bool = True) -> pd.DataFrame:
-    """Run every trial of ``study`` that the results file at ``path`` lacks (all of them with ``retrain``;
-    each old record is replaced only when its new result arrives), on Ray; return :func:`results_table`.
+def default_path(study: Study) -> Path:
+    """``runs/<study name>.jsonl`` under the run's output folder (``build/`` unless ``GRU_COURSE_OUTPUT``):
+    where a chapter's studies keep their results, never a tracked file."""
+    slug = re.sub(r"[^a-z0-9]+", "_", study.name.lower()).strip("_")
+    return output_dir() / "runs" / f"{slug}.jsonl"
+
+
+def run_study(study: Study, path=None, *, retrain: bool = False, cpus_per_trial: int = 1, max_retries: int = 2,
+              progress: bool = True, complete: bool = False) -> pd.DataFrame:
+    """Run every trial of ``study`` that the results file at ``path`` (default :func:`default_path`) lacks
+    (all of them with ``retrain``; each old record is replaced only when its new result arrives), on Ray;
+    return :func:`results_table`.
 
     ``cpus_per_trial`` cores (and torch threads) per trial; ``max_retries`` is how often Ray retries a trial
-    whose worker died. ``progress`` shows a bar with done/total, failures and the time left.
+    whose worker died. ``progress`` shows a bar with done/total, failures and the time left. ``complete=True``
+    raises, with the first failure's error, unless every trial finished (a chapter's conclusions need all).
     """
-    path = Path(path)
+    path = Path(path) if path is not None else default_path(study)
     if isinstance(cpus_per_trial, bool) or not isinstance(cpus_per_trial, int) or cpus_per_trial < 1:
         raise ValueError(f"cpus_per_trial must be a positive int, got {cpus_per_trial!r}")
     _check_writable(path)
@@ -298,7 +307,7 @@ def run_study(study: Study, path, *, retrain: bool = False, cpus_per_trial: int 
         done = {_key(r["trial"], names) for r in records if r["status"] == "ok" and not retrain}
         todo = [t for t in study.trials() if _key(t, names) not in done]
         if not todo:
-            return results_table(path, study)
+            return results_table(path, study, complete=complete)
         import ray
         started = _start_ray()
         try:
@@ -340,7 +349,7 @@ def run_study(study: Study, path, *, retrain: bool = False, cpus_per_trial: int 
         finally:
             if started and not _in_notebook():
                 ray.shutdown()
-    return results_table(path, study)
+    return results_table(path, study, complete=complete)
 
 
 def _in_notebook() -> bool:
@@ -369,9 +378,11 @@ def results_table(path, study: Study | None = None, *, complete: bool = False) -
         if complete:
             ok = {_key(r["trial"], names) for r in records if r["status"] == "ok"}
             missing = [t for t in study.trials() if _key(t, names) not in ok]
+            failed = [r for r in records if r["status"] == "failed"]
             if missing:
+                reason = f"; the first failure: {failed[0]['trial']}: {failed[0]['error']}" if failed else ""
                 raise ResultsFileError(f"{path} lacks {len(missing)} of {len(order)} finished trials (first: "
-                                       f"{missing[0]}); run the command that made it again to finish them: "
+                                       f"{missing[0]}){reason}. Run again to finish them: "
                                        f"{header['runs'][-1]['command'] if header['runs'] else 'none recorded'}")
     rows = [{**r["trial"], "status": r["status"], "error": r["error"], **r["results"], "seconds": r["seconds"],
              "run": r["run"]} for r in records]

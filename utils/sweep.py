@@ -16,7 +16,8 @@ The presets (``python -m utils.sweep --preset NAME``; each writes its own result
   together with the next preset (chapter 06);
 - ``published-check``: four configurations at the published settings, 3 seeds each, to see whether the
   short budget's ranking holds there;
-- ``quick``: a tiny grid for tests (the default when ``GRU_COURSE_QUICK=1``).
+- ``quick`` and ``quick-check``: tiny versions of the two for tests (``quick`` is the default when
+  ``GRU_COURSE_QUICK=1``).
 
 ``python -m utils.sweep --help`` lists the options; the runner (:mod:`utils.runner`) resumes an interrupted
 sweep, uses every core, and a Ray cluster when ``RAY_ADDRESS`` is set.
@@ -47,8 +48,10 @@ PRESETS = {
     "course": dict(grid=PUBLISHED_GRID, fixed=COURSE_BUDGET, seeds=(0, 1, 2)),
     "published-check": dict(grid={"num_steps": (32,), "num_hiddens": (32, 128), "lr": (1, 10)},
                             fixed={"batch_size": 1024, "max_epochs": 100}, seeds=(0, 1, 2)),
-    "quick": dict(grid={"num_steps": (4, 8), "num_hiddens": (4, 8), "lr": (1, 10)},
-                  fixed={"batch_size": 16, "max_epochs": 1, "num_train": 160}, seeds=(0,)),
+    "quick": dict(grid={"num_steps": (4, 8), "num_hiddens": (4,), "lr": (1,)},
+                  fixed={"batch_size": 16, "max_epochs": 1, "num_train": 160}, seeds=(0, 1)),
+    "quick-check": dict(grid={"num_steps": (4,), "num_hiddens": (4,), "lr": (1,)},
+                        fixed={"batch_size": 32, "max_epochs": 2, "num_train": 160}, seeds=(0, 1)),
 }
 DEFAULTS = {"num_train": 10_000, "held_out_start": HELD_OUT[0], "held_out_stop": HELD_OUT[1]}
 
