@@ -227,3 +227,11 @@ def test_an_interrupted_retrain_loses_no_record(tmp_path):
     new = table[table.value != -1]
     assert 2 <= len(new) < 6 and list(new.value) == [expected(t) for t in new[["a", "b", "seed"]].to_dict("records")]
     assert (table.value == -1).sum() == 6 - len(new)  # the old records not yet retrained are still there
+
+
+def test_the_default_file_is_named_after_the_study_and_its_settings(course_root):
+    s = study(course_root, seeds=(0,))
+    path = runner.default_path(s)
+    assert path.parent == course_root / "build" / "runs" and path.name.startswith("test-")
+    assert runner.default_path(study(course_root, seeds=(0, 1))) != path
+    assert runner.default_path(study(course_root, seeds=(0,))) == path

@@ -8,9 +8,13 @@ import sys
 
 from tqdm import tqdm
 
+from utils.paths import storing
+
 
 def progress_bar(iterable=None, *, total=None, desc="", disable=False, mininterval=2.0, unit="it"):
     """A tqdm text bar over ``iterable`` (or of ``total`` steps, advanced with ``.update(n)``), showing
-    ``desc``, done/total, elapsed time and an estimate of the time left."""
-    return tqdm(iterable, total=total, desc=desc, disable=disable, mininterval=mininterval, file=sys.stdout,
+    ``desc``, done/total, elapsed time and an estimate of the time left. While a chapter is stored (nobody
+    watches), it prints its start and its end only."""
+    return tqdm(iterable, total=total, desc=desc, disable=disable, file=sys.stdout,
+                mininterval=float("inf") if storing() else mininterval,
                 unit=unit, ncols=100)

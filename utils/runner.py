@@ -20,6 +20,7 @@ tried again by the next run. A file made for another study (another trial, grid,
 is refused with the differences named.
 """
 import fcntl
+import hashlib
 import itertools
 import json
 import math
@@ -276,10 +277,12 @@ def _check_writable(path: Path) -> None:
 
 
 def default_path(study: Study) -> Path:
-    """``runs/<study name>.jsonl`` under the run's output folder (``build/`` unless ``GRU_COURSE_OUTPUT``):
-    where a chapter's studies keep their results, never a tracked file."""
+    """``runs/<study name>-<fingerprint>.jsonl`` under the run's output folder (``build/`` unless
+    ``GRU_COURSE_OUTPUT``): where a chapter's studies keep their results, never a tracked file. The
+    fingerprint of the study's spec gives another grid or other settings (a quick run, say) a file of its own."""
     slug = re.sub(r"[^a-z0-9]+", "_", study.name.lower()).strip("_")
-    return output_dir() / "runs" / f"{slug}.jsonl"
+    fingerprint = hashlib.sha1(json.dumps(study.spec(), sort_keys=True).encode()).hexdigest()[:8]
+    return output_dir() / "runs" / f"{slug}-{fingerprint}.jsonl"
 
 
 def run_study(study: Study, path=None, *, retrain: bool = False, cpus_per_trial: int = 1, max_retries: int = 2,
