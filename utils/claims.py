@@ -11,12 +11,14 @@ class ClaimFailed(AssertionError):
     """A chapter's prose says something its own run contradicts."""
 
 
-def claim(condition, statement: str) -> bool:
-    """Check ``statement`` (what the prose says) against ``condition`` (what the run measured)."""
+def claim(condition, statement: str) -> None:
+    """Check ``statement`` (what the prose says) against ``condition`` (what the run measured).
+
+    Returns nothing, so that a claim on a cell's last line adds no output beside its printed line.
+    """
     if quick_mode():
         print(f"(quick mode, not checked) {statement}")
-        return bool(condition)
+        return
     if not condition:
         raise ClaimFailed(f"the run contradicts the chapter's claim: {statement}")
     print(f"✓ {statement}")
-    return True
