@@ -102,3 +102,13 @@ def test_time_machine_loads_from_the_course_cache_in_any_directory(course_root, 
     assert (tm.X[1:] == tm.Y[:-1]).all()  # Y is X shifted by one token
     assert tm.vocab.to_tokens(tm.X[0].tolist())[:4] == list("the ")
     assert not (elsewhere / "data").exists() and not Path("../data").exists()
+
+
+def test_tokens_builds_the_corpus_once(course_root, verified_text, monkeypatch):
+    (course_root / "data").mkdir()
+    (course_root / "data" / "timemachine.txt").write_bytes(verified_text)
+    tm = data.TimeMachine(batch_size=2, num_steps=5, num_train=20, num_val=10)
+    calls, build = [], tm.build
+    monkeypatch.setattr(tm, "build", lambda *args: calls.append(1) or build(*args))
+    first, again = tm.tokens(0, 4), tm.tokens(0, 4)
+    assert tm.vocab.to_tokens(first.tolist()) == list("the ") and first.equal(again) and len(calls) == 1

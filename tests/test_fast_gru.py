@@ -170,3 +170,12 @@ def test_the_hand_written_backward_checks_with_gradcheck():
     inputs = (X.requires_grad_(), H0.requires_grad_(), *(p.detach().requires_grad_() for p in
                                                           (fast.W_x, fast.b, fast.W_h, fast.b_hh)))
     assert torch.autograd.gradcheck(lambda *args: HandBackwardGRU.apply(*args, False), inputs)
+
+
+def test_from_scratch_leaves_the_global_random_state_as_it_was():
+    gru = GRUScratch(5, 4, reset_after=True)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    FastGRU.from_scratch(gru, "reset_after")
+    assert torch.equal(torch.rand(3), expected)

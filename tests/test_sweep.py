@@ -76,9 +76,11 @@ def test_command_line_rejects_bad_arguments(tmp_path, args, monkeypatch):
 
 def test_command_line_trains_through_the_runner_and_resumes(tmp_path, capsys):
     path = tmp_path / "cli.jsonl"
-    args = ["--preset", "quick", "--num-steps", "4", "--num-hiddens", "3", "--lr", "2", "--results", str(path)]
+    args = ["--preset", "quick", "--num-steps", "4", "--num-hiddens", "3", "--lr", "2", "--seeds", "0",
+            "--results", str(path)]
     assert sweep.main(args) == 0
-    table = results_table(path, sweep.study("quick", num_steps=[4], num_hiddens=[3], lr=[2.0]), complete=True)
+    table = results_table(path, sweep.study("quick", num_steps=[4], num_hiddens=[3], lr=[2.0], seeds=[0]),
+                          complete=True)
     assert len(table) == 1 and table.held_out_perplexity.iloc[0] > 1
     assert sweep.main(args) == 0
     assert "1 trials in" in capsys.readouterr().out.splitlines()[-1]

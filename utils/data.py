@@ -116,7 +116,9 @@ class TimeMachine(d2l.TimeMachine):
     def tokens(self, start: int, stop: int):
         """The token indices of characters ``start`` to ``stop`` (excluded) of the preprocessed corpus, a
         tensor of shape ``(stop - start,)``: held-out text is read from here."""
-        corpus, _ = self.build(self._download(), self.vocab)
+        if not hasattr(self, "_corpus"):  # built once: tokenizing the whole book takes tens of milliseconds
+            self._corpus, _ = self.build(self._download(), self.vocab)
+        corpus = self._corpus
         if not 0 <= start < stop <= len(corpus):
             raise ValueError(f"TimeMachine.tokens expects 0 <= start < stop <= {len(corpus)}, got {start}, {stop}")
         return torch.tensor(corpus[start:stop])

@@ -243,7 +243,8 @@ class FastGRU(nn.Module):
     def from_scratch(cls, gru: GRUScratch, step: str) -> "FastGRU":
         """A FastGRU with the weights of ``gru`` (a ``GRUScratch`` with both gates); its outputs equal
         ``gru``'s. The reset-after steps need ``gru.reset_after=True`` and the others ``False``, so that
-        both compute the same formulation."""
+        both compute the same formulation. It leaves PyTorch's global random state as it was, so that a model
+        built around it draws the same initial weights and minibatches as one built around ``gru``."""
         if not isinstance(gru, GRUScratch):
             raise TypeError(f"from_scratch expects a utils.gru.GRUScratch, got {type(gru).__name__}")
         if type(gru) is not GRUScratch:
@@ -251,7 +252,8 @@ class FastGRU(nn.Module):
                             f"{type(gru).__name__}, whose gates are computed differently")
         if not (gru.reset_gate and gru.update_gate):
             raise ValueError("from_scratch needs a GRUScratch with both gates (reset_gate=update_gate=True)")
-        model = cls(gru.num_inputs, gru.num_hiddens, step).to(device=gru.W_xz.device, dtype=gru.W_xz.dtype)
+        with torch.random.fork_rng(devices=[]):  # the random weights drawn here are overwritten below
+            model = cls(gru.num_inputs, gru.num_hiddens, step).to(device=gru.W_xz.device, dtype=gru.W_xz.dtype)
         if model.reset_after != gru.reset_after:
             raise ValueError(f"step {step!r} computes the reset-{'after' if model.reset_after else 'before'} "
                              f"GRU but the GRUScratch has reset_after={gru.reset_after}")
