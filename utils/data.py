@@ -81,7 +81,7 @@ def time_machine_path() -> Path:
         return path
     print(f"Downloading {TIME_MACHINE_URL} to {path} ({path.name} is {state})...", flush=True)
     try:
-        download_verified(TIME_MACHINE_URL, path, TIME_MACHINE_SHA1)
+        download_verified(TIME_MACHINE_URL, path, TIME_MACHINE_SHA1, timeout=DOWNLOAD_TIMEOUT)
     except CorpusError:
         raise
     except (requests.RequestException, OSError) as err:  # offline, refused, timed out, cut off, unwritable
