@@ -23,10 +23,14 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Everything: the environment self-check, unit tests, and every notebook executed in quick mode.
+# Everything: the environment self-check, unit tests, and every notebook executed in quick mode, on every core
+# (pytest-xdist; a notebook's cells stay together), beside one Ray head that every study reaches through
+# RAY_ADDRESS (the cluster path, with token authentication), with the slowest tests listed at the end.
+XDIST ?= auto
 test: $(STAMP)
 	$(QUICK) $(PY) -m utils.envcheck
-	$(QUICK) $(PY) -m pytest tests notebooks $(NBVAL) --ignore=notebooks/student
+	$(QUICK) $(PY) -m utils.runner head -- $(PY) -m pytest -n $(XDIST) --dist loadfile --durations=15 \
+		tests notebooks $(NBVAL) --ignore=notebooks/student
 
 unit: $(STAMP)
 	$(QUICK) $(PY) -m pytest tests

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from utils.runner import session_processes, stop_sessions as kill_sessions  # noqa: F401 (re-exported for the tests)
+
 TESTS = Path(__file__).resolve().parent
 
 
@@ -29,14 +31,16 @@ def value_trial(config):
 
 def crashing_trial(config):
     """Kills its own worker process: always when ``config['always']``, else on the first attempt only (a
-    marker file remembers the attempt); reports on which Ray node it ran."""
+    marker file remembers the attempt and the Ray node it ran on); reports on which node it ran."""
     import ray
+    node = ray.get_runtime_context().get_node_id()
     marker = Path(config["markers"]) / f"{config['a']}-{config['seed']}"
     if config["a"] == config["always"] or not marker.exists():
-        marker.touch()
+        with open(marker, "a") as f:
+            f.write(node + "\n")
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(config.get("sleep", 0))
-    return {"value": config["a"], "node": ray.get_runtime_context().get_node_id()}
+    return {"value": config["a"], "node": node}
 
 
 def environment(**extra) -> dict:
@@ -52,37 +56,6 @@ def start_driver(code: str, env: dict, log: Path) -> subprocess.Popen:
     Ray's included, can be found and stopped)."""
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, start_new_session=True,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
-
-
-def session_processes(sid: int) -> list[int]:
-    """Every live process in session ``sid``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
-
-
-def kill_sessions(sids, timeout: float = 20.0) -> None:
-    """SIGKILL every process of the sessions ``sids`` and wait until none is left (zombies aside)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [pid for sid in sids for pid in session_processes(sid)]
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"processes {left} of sessions {list(sids)} survived SIGKILL")
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

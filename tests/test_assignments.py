@@ -255,3 +255,15 @@ def test_every_student_copy_runs_up_to_its_first_check_without_another_error(mon
         printed = "".join(output.get("text", "") for output in check.outputs)
         assert printed.startswith("✗ ") and "not implemented yet" in printed and printed.count("\n") == 1, \
             (name, printed)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_run_all_goes_on_past_every_exercise_and_graded_cell_of_a_student_copy(path):
+    """JupyterLab's Run All (and nbclient, and nbgrader) go on past a cell tagged ``raises-exception``: a student
+    who has not solved an exercise yet can still run the rest of the lesson; the graded cell still fails."""
+    for cell in student_copy(path).cells:
+        nbgrader = cell.metadata.get("nbgrader", {})
+        if nbgrader.get("solution") or nbgrader.get("grade"):
+            assert "raises-exception" in cell.metadata.get("tags", []), cell.source[:120]
+        else:
+            assert "raises-exception" not in cell.metadata.get("tags", []), cell.source[:120]

@@ -80,6 +80,7 @@ def test_nbgrader_grades_solutions_full_and_stubs_zero(tmp_path):
     assert "# Hint:" in text and BEGIN_HIDDEN not in text and "raise NotImplementedError()" in text
     assert (course / "autograded" / "solution" / "ch03" / "course-output" / "figures").is_dir()  # its own folder
     assert figures_state() == before  # no stored figure touched
+    assert grading.make_course(course) == made  # nbgrader edited no file that it wrote: a rerun refuses nothing
 
 
 def test_make_course_refuses_a_chapter_without_exercises(tmp_path):

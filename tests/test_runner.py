@@ -18,13 +18,14 @@ from ray_support import environment, kill_sessions, records_in, start_driver, va
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One local Ray for this module, whose workers import ray_support; stopped at the end."""
+    """One Ray connection for this module (the cluster of RAY_ADDRESS, as under `make test`, or a local Ray),
+    whose workers import ray_support (the runner passes PYTHONPATH on to them); closed at the end."""
     import ray
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = environment()["PYTHONPATH"]
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    runner._start_ray()
     yield
     ray.shutdown()
     if previous is None:
@@ -140,7 +141,7 @@ def test_a_duplicated_record_is_named(tmp_path):
 
 def test_a_read_only_results_file_fails_before_any_trial(tmp_path, monkeypatch):
     s, path = study(tmp_path, seeds=(0,)), tmp_path / "r.jsonl"
-    path.write_text("")
+    runner._write_atomically(path, {"format": runner.FORMAT, "study": s.spec(), "runs": []}, [])  # trials to run
     monkeypatch.setattr(runner.os, "access", lambda p, mode: str(p) != str(path))
     with pytest.raises(PermissionError, match="r.jsonl is read-only: no trial's result could be saved"):
         run_study(s, path, progress=False)
@@ -235,3 +236,132 @@ def test_the_default_file_is_named_after_the_study_and_its_settings(course_root)
     assert path.parent == course_root / "build" / "runs" and path.name.startswith("test-")
     assert runner.default_path(study(course_root, seeds=(0, 1))) != path
     assert runner.default_path(study(course_root, seeds=(0,))) == path
+
+
+def blocking_trial(config):
+    import time
+    if config["a"] == 1:
+        time.sleep(1e6)
+    return {"value": config["a"]}
+
+
+def test_a_trial_past_its_time_limit_is_recorded_as_failed_and_the_others_finish(tmp_path):
+    s = Study("blocking", blocking_trial, grid={"a": [1, 2]})
+    table = run_study(s, tmp_path / "r.jsonl", progress=False, time_limit=2)
+    assert list(table.status) == ["failed", "ok"] and table.value[1] == 2
+    assert "time limit of 2 s" in table.error[0]
+
+
+def test_impossible_or_endless_requests_are_refused_before_any_trial(tmp_path):
+    s = study(tmp_path, seeds=(0,))
+    with pytest.raises(ValueError, match="cpus_per_trial=100, but the Ray cluster has .* CPUs"):
+        run_study(s, tmp_path / "r.jsonl", cpus_per_trial=100, progress=False)
+    for bad in (-1, "2", 1.5):
+        with pytest.raises(ValueError, match="max_retries to be a non-negative int"):
+            run_study(s, tmp_path / "r.jsonl", max_retries=bad, progress=False)
+    for bad in (0, -1, math.nan, "10"):
+        with pytest.raises(ValueError, match="time_limit to be a positive finite number"):
+            run_study(s, tmp_path / "r.jsonl", time_limit=bad, progress=False)
+    assert calls(tmp_path) == []
+
+
+def test_a_retrain_that_fails_keeps_the_earlier_ok_record(tmp_path, capsys):
+    s, path = study(tmp_path, seeds=(0,)), tmp_path / "r.jsonl"
+    run_study(s, path, progress=False)
+    (tmp_path / "calls.jsonl").unlink()
+    (tmp_path / "calls.jsonl").mkdir()  # the same study, but value_trial cannot write its calls now: every trial fails
+    table = run_study(s, path, retrain=True, progress=False)
+    assert set(table.status) == {"ok"} and list(table.value) == [expected(t) for t in s.trials()]
+    assert "4 of 4 trials failed (4 kept their earlier ok result)" in capsys.readouterr().out
+
+
+def clashing_trial(config):
+    return {"a": 999, "status": "great"} if config["a"] == 1 else {1: "x", "1": "y"}
+
+
+def test_results_that_would_overwrite_the_trials_columns_or_lose_a_key_fail_the_trial(tmp_path):
+    table = run_study(Study("clash", clashing_trial, grid={"a": [1, 2]}), tmp_path / "r.jsonl", progress=False)
+    assert list(table.status) == ["failed", "failed"] and list(table.a) == [1, 2]
+    assert "results named ['a', 'status'], which are the table's own columns" in table.error[0]
+    assert "result names must be strings" in table.error[1]
+
+
+def test_a_record_outside_the_grid_is_named(tmp_path):
+    s, path = study(tmp_path, seeds=(0,)), tmp_path / "r.jsonl"
+    run_study(s, path, progress=False)
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[1])
+    record["trial"]["a"] = 99
+    path.write_text("\n".join(lines + [json.dumps(record)]) + "\n")
+    with pytest.raises(ResultsFileError, match="line 6: trial .*'a': 99.* is not in the study's grid"):
+        results_table(path, s)
+
+
+def test_records_made_by_another_version_of_the_trial_code_are_trained_again(tmp_path, capsys):
+    s, path = study(tmp_path, seeds=(0,)), tmp_path / "r.jsonl"
+    run_study(s, path, progress=False)
+    header, records = read_results_file(path)
+    header["runs"][0]["trial_code"] = "0123456789ab"  # as if value_trial's body had changed since
+    runner._write_atomically(path, header, records)
+    run_study(s, path, progress=False)
+    assert len(calls(tmp_path)) == 8 and "4 records in r.jsonl were made by another version" in capsys.readouterr().out
+    header, _ = read_results_file(path)
+    assert header["runs"][-1]["trial_code"] == runner.code_fingerprint(value_trial)
+    run_study(s, path, progress=False)
+    assert len(calls(tmp_path)) == 8  # now up to date: nothing trains
+
+
+def test_harmless_files_and_numpy_seeds_are_taken(tmp_path):
+    import numpy as np
+    s, path = study(tmp_path, seeds=(np.int64(0), np.int32(1))), tmp_path / "r.jsonl"
+    assert s.seeds == (0, 1)
+    run_study(s, path, progress=False)
+    path.write_text(path.read_text() + "\n\n")  # a trailing blank line, as an editor may add
+    os.chmod(path, 0o444)  # complete and read-only: nothing to write, so nothing to refuse
+    try:
+        assert len(run_study(s, path, progress=False)) == 8
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_unreadable_files_and_bad_studies_get_the_courses_own_errors(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    with pytest.raises(ResultsFileError, match="is not text"):
+        read_results_file(path)
+    path.write_text(json.dumps({"format": runner.FORMAT}) + "\n")
+    with pytest.raises(ResultsFileError, match="expected the header of a results file"):
+        read_results_file(path)
+    with pytest.raises(TypeError, match="grid\\['a'\\] must be a list of values, got None"):
+        Study("s", value_trial, grid={"a": None})
+    with pytest.raises(TypeError, match="names must be strings, got \\[1\\]"):
+        Study("s", value_trial, grid={1: [1, 2]})
+    with pytest.raises(TypeError, match="fixed must be a dict"):
+        Study("s", value_trial, grid={"a": [1]}, fixed=[1])
+    with pytest.raises(TypeError, match="run_study expects a Study"):
+        run_study("study", path)
+
+
+@pytest.mark.parametrize("address, message", [("127.0.0.1:1", "no Ray head answers there"),
+                                              ("garbage", "expected HOST:PORT of a Ray head")])
+def test_a_wrong_ray_address_fails_within_seconds_naming_it(monkeypatch, address, message):
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(runner.RayUnavailable, match=f"RAY_ADDRESS='{address}': {message}"):
+        runner.ray_address()
+
+
+def test_the_command_line_shows_a_results_file_and_refuses_what_it_cannot_do(tmp_path, capsys):
+    s, path = study(tmp_path, seeds=(0,)), tmp_path / "r.jsonl"
+    run_study(s, path, progress=False)
+    assert runner.main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "run 0:" in out and "value" in out
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["show", str(tmp_path / "missing.jsonl")])
+    assert exit_.value.code == 2 and "is not a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["--help"])
+    assert exit_.value.code == 0 and "show" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["head"])
+    assert exit_.value.code == 2 and "head needs a command" in capsys.readouterr().err

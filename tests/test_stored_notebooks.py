@@ -1,11 +1,16 @@
 """The chapters as stored in git: what a reader opens on the web without running anything."""
+import ast
+import html
+import inspect
 import re
+import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
-from utils.notebooks import REPO_URL, first_code_cell, setup_cell_source
+from utils.notebooks import REPO_URL, first_code_cell, full_run_minutes, setup_cell_source
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -35,7 +40,7 @@ def test_chapter_is_stored_from_one_full_run(path):
 def test_chapter_starts_with_a_title_and_the_colab_setup_cell(path):
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    assert first_code_cell(nb).source == setup_cell_source(), (
+    assert first_code_cell(nb).source == setup_cell_source(full_run_minutes(nb)), (
         f"{path.name}: run `python -m utils.notebooks sync-setup-cell {path.relative_to(ROOT)}`")
 
 
@@ -67,3 +72,34 @@ def test_every_stored_figure_comes_from_a_chapter():
     saved = {name for path in CHAPTERS for name in saved_figures(path)}
     stale = sorted(path.name for path in (ROOT / "figures").glob("*.png") if path.stem not in saved)
     assert not stale, f"figures/ holds figures no chapter saves any more: {stale}"
+
+
+def _printed_text(cell) -> str:
+    """Everything a stored cell shows as text (streams and text/* displays), whitespace collapsed."""
+    parts = []
+    for out in cell.outputs:
+        parts.append(out.get("text", ""))
+        parts += [value for kind, value in out.get("data", {}).items() if kind.startswith("text/")]
+    text = html.unescape(re.sub(r"<[^>]+>", " ", "\n".join(parts)))
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_every_source_a_chapter_prints_is_the_current_code(path):
+    """A chapter that shows a function's source (``inspect.getsource``) shows what runs: change the function
+    and the chapter must be stored again."""
+    nb = nbformat.read(path, as_version=4)
+    namespace = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            code = TransformerManager().transform_cell(cell.source)
+            imports = [node for node in ast.parse(code).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+            exec(compile(ast.Module(body=imports, type_ignores=[]), path.name, "exec"), namespace)
+    stale = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for name in re.findall(r"getsource\(([\w.]+)\)", cell.source):
+                source = " ".join(textwrap.dedent(inspect.getsource(eval(name, namespace))).split())
+                if source not in _printed_text(cell):
+                    stale.append(name)
+    assert not stale, f"{path.name} prints an older source of {stale}: store it again (make run-notebook)"

@@ -21,7 +21,8 @@ from numbers import Real
 import torch
 from torch import nn
 
-from utils.shapes import check_sequence, check_sizes, check_state, check_step_input, check_switches, initial_state
+from utils.shapes import (check_sequence, check_sizes, check_state, check_step_input, check_switches, check_tensor,
+                          initial_state)
 
 INTEGRATION_MODES = ("addition", "multiplicative")
 # RecurrentLayers.jl documents the modes as the Julia symbols :addition and :multiplicative_integration
@@ -74,8 +75,9 @@ class _AntisymmetricBase(nn.Module):
         if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0 <= gamma < math.inf:
             raise ValueError(f"{name}: gamma is the diffusion strength and must be a finite number >= 0, "
                              f"got {gamma!r}")
-        integration_mode = DOCUMENTED_SPELLINGS.get(integration_mode, integration_mode)
-        if integration_mode not in INTEGRATION_MODES:
+        if isinstance(integration_mode, str):
+            integration_mode = DOCUMENTED_SPELLINGS.get(integration_mode, integration_mode)
+        if not isinstance(integration_mode, str) or integration_mode not in INTEGRATION_MODES:
             raise ValueError(f"{name}: integration_mode must be one of {INTEGRATION_MODES} (or the reference "
                              f"documentation's spellings ':addition', ':multiplicative_integration'), "
                              f"got {integration_mode!r}")
@@ -114,8 +116,13 @@ class _AntisymmetricBase(nn.Module):
 
     def recurrent_projection(self, h: torch.Tensor, A: torch.Tensor | None = None) -> torch.Tensor:
         """``A h + b_hh`` for ``h`` of shape ``(B, hidden)``: shape ``(B, hidden)``; ``A`` defaults to
-        :meth:`recurrent_matrix` (pass it to compute it once per sequence)."""
-        return _affine(h, self.recurrent_matrix() if A is None else A, self.bias_hh)
+        :meth:`recurrent_matrix` (pass it to compute it once per sequence; it must be ``(hidden, hidden)``)."""
+        if A is None:
+            A = self.recurrent_matrix()
+        else:
+            check_tensor(f"{type(self).__name__}.step", "A (the recurrent matrix)", A,
+                         (self.hidden_size, self.hidden_size), self.weight_ih)
+        return _affine(h, A, self.bias_hh)
 
     def integrate(self, input_part: torch.Tensor, recurrent_part: torch.Tensor) -> torch.Tensor:
         """Combine the two projections: their sum (``"addition"``) or elementwise product

@@ -13,9 +13,9 @@ are comments above the region). For every chapter ``notebooks/NN_x.ipynb`` with 
 
 The output is deterministic (same input, same bytes). ``notebooks/student/.generated.json`` records the
 SHA-256 of each generated file; a student copy whose bytes differ from its record was edited after it was
-generated and is never overwritten unless ``--force`` is given.
+generated and is never overwritten unless ``--force`` is given. :func:`write_generated` keeps that record
+for any folder of generated files; :mod:`utils.grading` uses it for the nbgrader course folder.
 """
-import argparse
 import copy
 import hashlib
 import json
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 
+from utils.cli import ArgumentParser, fail
 from utils.paths import repo_root
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -31,10 +32,14 @@ BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 NBVAL_MARKER = "# NBVAL_CHECK_OUTPUT"  # only meaningful in the stored solution notebooks
 MANIFEST = ".generated.json"
 STUDENT_SUFFIX = "_student"
-STUDENT_NOTE = ("> **Student copy**, generated from `notebooks/{name}` by `make student`. Each exercise cell "
-                "raises `NotImplementedError` until you write its code; the graded cell after it checks your "
-                "code and says in one line what passed or what is wrong. The worked solutions are in "
-                "`notebooks/{name}`.")
+RERUN = "python -m utils.assignments --force"  # the command that overwrites edited student copies
+STUDENT_NOTE = ("> **Student copy**, generated from `notebooks/{name}` by `make student`. Each exercise is a "
+                "function for you to write: its cell holds hints as comments and a stub, `raise "
+                "NotImplementedError()`, to replace with your code. The graded cell after it runs your function "
+                "and says in one line what passed, what is wrong, or that the stub is still there. Both cells "
+                "are tagged `raises-exception`, so Run All goes on past them: you can read and run the whole "
+                "lesson before you solve anything. The worked solutions are in `notebooks/{name}`.")
+RUN_ON = "raises-exception"  # JupyterLab's Run All, nbclient and nbgrader go on past a cell with this tag
 
 
 class StudentCopyEdited(RuntimeError):
@@ -91,6 +96,9 @@ def student_cell(cell, where: str):
     lines = _replace_regions(lines, BEGIN_HIDDEN, END_HIDDEN, where)
     lines = [line for line in lines if line.strip() != NBVAL_MARKER]
     cell.source = "\n".join(lines)
+    nbgrader = cell.metadata.get("nbgrader", {})
+    if (nbgrader.get("solution") or nbgrader.get("grade")) and RUN_ON not in cell.metadata.get("tags", []):
+        cell.metadata["tags"] = [*cell.metadata.get("tags", []), RUN_ON]
     return cell
 
 
@@ -116,80 +124,125 @@ def student_name(solution_path: Path) -> str:
     return f"{Path(solution_path).stem}{STUDENT_SUFFIX}.ipynb"
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def sha256(data: str | bytes) -> str:
+    """The SHA-256 of ``data`` (text as UTF-8), as recorded in :data:`MANIFEST`."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
 def chapters_with_exercises(notebooks_dir: Path) -> list[Path]:
-    paths = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
-    return [path for path in paths if has_exercises(nbformat.read(path, as_version=4))]
+    """The chapters ``NN_name.ipynb`` of ``notebooks_dir`` with at least one exercise (a ValueError if none)."""
+    folder = Path(notebooks_dir)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} {'is a file' if folder.exists() else 'does not exist'}; expected the folder of "
+                         "the chapter notebooks (NN_name.ipynb), such as notebooks/")
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    chapters = [path for path in paths if has_exercises(nbformat.read(path, as_version=4))]
+    if not chapters:
+        raise ValueError(f"{folder} holds {len(paths)} chapter notebook(s) (NN_name.ipynb), none with an exercise "
+                         "(an nbgrader solution cell); expected the course's notebooks/ folder")
+    return chapters
 
+
+# ---------- generated files, recorded so that edited ones are never overwritten ----------
 
 class ManifestError(RuntimeError):
-    """``.generated.json`` cannot be read: without it, edited copies cannot be told from generated ones."""
+    """``.generated.json`` cannot be read: without it, edited files cannot be told from generated ones."""
 
 
-def read_manifest(student_dir: Path, *, force: bool = False) -> dict[str, str]:
-    """The recorded SHA-256 of each generated copy; with ``force`` an unreadable record counts as empty."""
-    path = Path(student_dir) / MANIFEST
+class EditedSinceGenerated(RuntimeError):
+    """A file on disk differs from what was generated last time: it holds someone's work."""
+
+
+class StudentCopyEdited(EditedSinceGenerated):
+    """A student copy was edited since it was generated."""
+
+
+def read_manifest(directory: Path, *, force: bool = False, rerun: str = RERUN) -> dict[str, str]:
+    """The recorded SHA-256 of each file generated in ``directory`` (by path relative to it); with ``force``
+    an unreadable record counts as empty, without it the error names ``rerun``, the command that forces."""
+    path = Path(directory) / MANIFEST
     if not path.exists():
         return {}
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
             raise ValueError("expected an object mapping file names to SHA-256 digests")
         return manifest
     except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
         if force:
             return {}
-        raise ManifestError(f"{path} is corrupted ({type(err).__name__}: {err}); it records which student copies "
-                            "were generated and which were edited. Run `python -m utils.assignments --force` to "
-                            "rewrite it with the copies (this overwrites any student's edits).") from err
+        raise ManifestError(f"{path} is corrupted ({type(err).__name__}: {err}); it records which files were "
+                            f"generated and which were edited since. Run `{rerun}` to rewrite it with the files "
+                            "(this overwrites any edits).") from err
 
 
-def edited_copies(student_dir: Path, names, manifest: dict[str, str], texts: dict[str, str]) -> list[Path]:
-    """Student copies on disk that are neither what was generated last time nor what would be written now
-    (a copy that is not valid UTF-8 any more counts as edited: it is not what was generated)."""
+def edited_files(directory: Path, contents: dict, manifest: dict[str, str]) -> list[Path]:
+    """The files of ``contents`` (name -> bytes, or None for a file to remove) on disk in ``directory`` that
+    are neither what was generated last time nor what would be written now."""
     edited = []
-    for name in names:
-        path = Path(student_dir) / name
+    for name, data in contents.items():
+        path = Path(directory) / name
         if path.exists():
             on_disk = path.read_bytes()
-            if hashlib.sha256(on_disk).hexdigest() != manifest.get(name) and on_disk != texts[name].encode():
+            if sha256(on_disk) != manifest.get(name) and on_disk != data:
                 edited.append(path)
     return edited
+
+
+def write_generated(directory: Path, contents: dict[str, bytes], *, rerun: str, force: bool = False,
+                    replace=(), edited_error: type[EditedSinceGenerated] = EditedSinceGenerated) -> dict[str, str]:
+    """Write ``contents`` (path relative to ``directory`` -> bytes), record each file's SHA-256 in
+    ``directory/.generated.json`` and remove the files recorded there under a folder of ``replace`` that
+    ``contents`` no longer has; return name -> "wrote", "unchanged" or "removed". No other file is touched.
+
+    When one of these files was edited since it was generated (or is there, unrecorded, with other bytes),
+    write nothing and raise ``edited_error``, unless ``force``; ``rerun`` is the command that forces."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory} is a file; expected a folder to write into (it is made if missing)")
+    manifest = read_manifest(directory, force=force, rerun=rerun)
+    folders = tuple(f"{Path(folder).as_posix()}/" for folder in replace)
+    changes = contents | {name: None for name in manifest if name.startswith(folders) and name not in contents}
+    edited = [] if force else edited_files(directory, changes, manifest)
+    if edited:
+        raise edited_error(f"{', '.join(map(str, edited))}: edited since it was generated; not overwritten. "
+                           f"Save your work elsewhere, or overwrite it with `{rerun}`.")
+    directory.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for name, data in changes.items():
+        path = directory / name
+        if data is None:
+            del manifest[name]
+            if path.exists():
+                path.unlink()
+                status[name] = "removed"
+            continue
+        status[name] = "unchanged" if path.exists() and path.read_bytes() == data else "wrote"
+        if status[name] == "wrote":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        manifest[name] = sha256(data)
+    (directory / MANIFEST).write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n", encoding="utf-8")
+    return status
 
 
 def generate(notebooks_dir: Path, student_dir: Path, *, force: bool = False) -> dict[str, str]:
     """Write the student copy of every chapter with exercises; return ``{file name: "wrote"|"unchanged"}``.
 
     Raises :class:`StudentCopyEdited` (and writes nothing) when a copy was edited since it was generated,
-    unless ``force``.
+    unless ``force``; a ValueError (and writes nothing) when ``notebooks_dir`` holds no chapter with exercises
+    or ``student_dir`` is a file.
     """
-    student_dir = Path(student_dir)
-    texts = {student_name(path): student_text(path) for path in chapters_with_exercises(notebooks_dir)}
-    manifest = read_manifest(student_dir, force=force)
-    edited = [] if force else edited_copies(student_dir, texts, manifest, texts)
-    if edited:
-        names = ", ".join(str(path) for path in edited)
-        raise StudentCopyEdited(f"{names}: edited since it was generated; not overwritten. Save your work "
-                                f"elsewhere, or overwrite it with `python -m utils.assignments --force`.")
-    student_dir.mkdir(parents=True, exist_ok=True)
-    status = {}
-    for name, text in texts.items():
-        path = student_dir / name
-        status[name] = "unchanged" if path.exists() and path.read_bytes() == text.encode() else "wrote"
-        if status[name] == "wrote":
-            path.write_text(text)
-        manifest[name] = sha256(text)
-    (student_dir / MANIFEST).write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
-    return status
+    contents = {student_name(path): student_text(path).encode() for path in chapters_with_exercises(notebooks_dir)}
+    return write_generated(student_dir, contents, rerun=RERUN, force=force, edited_error=StudentCopyEdited)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Write the student copies of the chapters with exercises.")
+    parser = ArgumentParser(prog="python -m utils.assignments",
+                            description="Write the student copies of the chapters with exercises.")
     parser.add_argument("--force", action="store_true", help="overwrite student copies edited since generated")
-    parser.add_argument("--notebooks", type=Path, default=repo_root() / "notebooks")
+    parser.add_argument("--notebooks", type=Path, default=repo_root() / "notebooks",
+                        help="the folder of the chapter notebooks (default: the course's notebooks/)")
     parser.add_argument("--out", type=Path, default=None, help="default: NOTEBOOKS/student")
     args = parser.parse_args(argv)
     try:
@@ -197,6 +250,8 @@ def main(argv=None) -> int:
     except (StudentCopyEdited, ManifestError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except (ValueError, OSError) as error:
+        fail(str(error))
     for name, what in status.items():
         print(f"{what:9s} {name}")
     return 0

@@ -16,9 +16,8 @@ it. The last line printed is ``best from-scratch / nn.GRU: X.XX (spread A-B)`` f
 
 Options: ``--quick`` (a tiny size, to check that it runs), ``--variants``, ``--threads`` (default 1: on a
 machine shared with other jobs, multi-threaded kernels stall waiting for busy cores; ``default`` keeps
-torch's own count) and ``--device cuda``.
+torch's own count) and ``--device cuda`` (where torch finds a GPU).
 """
-import argparse
 import contextlib
 import functools
 import os
@@ -31,6 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from utils.cli import ArgumentParser
 from utils.fast_gru import STEP_DESCRIPTIONS, STEPS, FastGRU
 from utils.gru import GRUScratch
 from utils.mode import quick_mode
@@ -201,6 +201,23 @@ def gemm_bound(size: Size, *, repeats: int = 5, device="cpu") -> dict:
     return {"flops": flops, "seconds": seconds, "gflops": flops / seconds / 1e9, "tokens_per_second": size.tokens / seconds}
 
 
+def bench_device(name) -> torch.device:
+    """The device ``name`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) if the benchmark can run there; else a ValueError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"expected the device cpu or cuda, got {str(name)!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r}: torch finds no CUDA GPU on this machine "
+                         "(torch.cuda.is_available() is False); run on cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(name)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                         "numbered from 0")
+    return device
+
+
 def measure(size: Size, variants=VARIANTS, *, repeats: int, iters: int, warmup: int, seed: int = 0,
             device="cpu"):
     """Benchmark ``variants`` at ``size`` on ``device``; return a DataFrame with one row per variant:
@@ -212,7 +229,7 @@ def measure(size: Size, variants=VARIANTS, *, repeats: int, iters: int, warmup: 
     if unknown or repeats < 1 or iters < 1 or warmup < 0:
         raise ValueError(f"expected variants from {VARIANTS}, repeats >= 1, iters >= 1, warmup >= 0; got "
                          f"unknown variants {unknown}, repeats={repeats}, iters={iters}, warmup={warmup}")
-    device = torch.device(device)
+    device = bench_device(device)
     synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     seed_everything(seed)
     inputs = one_hot_batch(size, seed).to(device)
@@ -283,7 +300,7 @@ def format_roofline(table: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m utils.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny size, few repeats (also when GRU_COURSE_QUICK=1): checks that it runs")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, metavar="NAME",
@@ -291,20 +308,24 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--threads", default="1",
                         help="CPU threads, or 'default' for torch's own count (default 1: on a shared machine, "
                              "parallel kernels wait for busy cores)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu (default), or cuda where torch finds a GPU")
     args = parser.parse_args(argv)
     threads_before = torch.get_num_threads()
     threads = threads_before if args.threads == "default" else int(args.threads) if args.threads.isdigit() else 0
     if threads < 1:
         parser.error(f"--threads must be a positive int or 'default', got {args.threads!r}")
+    try:
+        device = bench_device(args.device)
+    except ValueError as err:
+        parser.error(f"--device: {err}")
     settings = QUICK if args.quick or quick_mode() else FULL
     variants = [REFERENCE] + [v for v in args.variants if v != REFERENCE]
     torch.set_num_threads(threads)
     try:
-        print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} CPU thread(s); "
+        print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} CPU thread(s); "
               f"{settings.repeats} repeats of about {settings.tokens_per_round:,} tokens per variant after "
               f"{settings.warmup} warm-up steps")
-        table = run(settings, variants, args.device)
+        table = run(settings, variants, device)
     finally:
         torch.set_num_threads(threads_before)
     print(format_table(table))

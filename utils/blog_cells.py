@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from utils.gru import GRUScratch
-from utils.shapes import check_sizes, check_state, check_step_input
+from utils.shapes import check_sizes, check_state, check_step_input, check_switches
 
 
 def _check_step(cell, x, h):
@@ -64,6 +64,9 @@ class ConcatGRUCell(nn.Module):
         states equal the GRUScratch's (the update gate's weights and bias change sign)."""
         if not isinstance(gru, GRUScratch):
             raise TypeError(f"from_scratch expects a utils.gru.GRUScratch, got {type(gru).__name__}")
+        if type(gru) is not GRUScratch:
+            raise TypeError(f"from_scratch expects a plain utils.gru.GRUScratch (d2l's gates), got the subclass "
+                            f"{type(gru).__name__}, whose gates are computed differently")
         if gru.reset_after or not (gru.reset_gate and gru.update_gate):
             raise ValueError("ConcatGRUCell matches a GRUScratch with reset_gate=True, update_gate=True and "
                              f"reset_after=False; got reset_gate={gru.reset_gate}, "
@@ -135,6 +138,7 @@ class SplitGRUCell(nn.Module):
 
     def to_torch(self, *, batch_first: bool = False) -> nn.GRU:
         """A one-layer ``nn.GRU`` whose outputs equal this cell's states."""
+        check_switches("SplitGRUCell.to_torch", batch_first=batch_first)
         weight = self.x_n.weight
         gru = nn.GRU(self.input_size, self.hidden_size, batch_first=batch_first).to(device=weight.device,
                                                                                       dtype=weight.dtype)

@@ -42,8 +42,8 @@ class GRUClassifier(nn.Module):
             got = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
             raise ValueError(f"GRUClassifier expects batch-first inputs of shape {expected}, got {got}")
         B, T = X.shape[0], X.shape[1]
-        if T == 0:
-            raise ValueError("GRUClassifier got an empty sequence (T = 0)")
+        if T == 0 or B == 0:
+            raise ValueError(f"GRUClassifier got an empty {'sequence (T = 0)' if T == 0 else 'batch (B = 0)'}")
         like = next(self.head.parameters())
         check_tensor_like("GRUClassifier", "X", X, like)
         h = X.new_zeros(B, self.cell.hidden_size) if h0 is None else check_state(

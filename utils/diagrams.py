@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from matplotlib import pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from utils.shapes import check_switches
+
 STAGES = ("gates", "candidate", "full")
 COLORS = {"input": "#e8e8e8", "sigmoid": "#a6cee3", "tanh": "#fdbf6f", "op": "#ffffff", "output": "#b2df8a"}
 
@@ -29,6 +31,7 @@ class Node:
 
 def gru_nodes(reset_after: bool = False) -> dict:
     """The nodes of one GRU step in d2l's notation (``H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t``)."""
+    check_switches("gru_nodes", reset_after=reset_after)
     nodes = {
         "H": Node(0.0, 4.3, r"$\mathbf{H}_{t-1}$", "input", "gates"),
         "X": Node(0.0, 2.3, r"$\mathbf{X}_t$", "input", "gates"),
@@ -63,12 +66,12 @@ def draw_gru_step(stage: str = "full", *, reset_after: bool = False, ax=None, ti
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    nodes = gru_nodes(reset_after)
     if ax is None:
         fig, ax = plt.subplots(figsize=(11, 4.2))
     else:
         fig = ax.figure
     shown = set(STAGES[:STAGES.index(stage) + 1])
-    nodes = gru_nodes(reset_after)
     boxes = {}
     for name, node in nodes.items():
         alpha = 1.0 if node.stage in shown else 0.15

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from utils.cli import ArgumentParser
+
 REQUIREMENT_FILES = ("requirements.txt", "requirements-nodeps.txt")
 
 
@@ -128,7 +130,13 @@ def run_d2l_check(name: str) -> tuple[bool, str]:
     return True, f"d2l.{name}"
 
 
-def main(root: Path | None = None) -> int:
+def main(root: Path | None = None, argv: list[str] | None = None) -> int:
+    """Check the environment of the course at ``root`` (default: this checkout); ``argv``: the command line's
+    arguments (none when called from Python). Returns 1 if anything failed."""
+    ArgumentParser(prog="python -m utils.envcheck",
+                   description="Check the course's environment: print OK or FAIL for each requirement and for each "
+                               "part of d2l the course uses; exit with status 1 if anything fails.",
+                   ).parse_args(argv or [])
     root = root or Path(__file__).resolve().parents[1]
     results = []
     for name in REQUIREMENT_FILES:
@@ -142,4 +150,4 @@ def main(root: Path | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))

@@ -36,7 +36,8 @@ from torch import nn
 
 from utils.gru import GRUScratch
 from utils.paths import build_dir
-from utils.shapes import check_sequence, check_sizes, initial_state
+from utils.shapes import (check_non_negative_numbers, check_sequence, check_sizes, check_state, check_switches,
+                          check_tensor, initial_state)
 
 STEPS = ("indexed", "hoisted", "fused", "reset_after", "jit", "compile", "backward", "backward_compile")
 RESET_AFTER_STEPS = ("reset_after", "jit", "compile", "backward", "backward_compile")
@@ -172,6 +173,25 @@ def _hand_loops(compiled: bool):
     return torch.compile(hand_forward_loop, dynamic=False), torch.compile(hand_backward_loop, dynamic=False)
 
 
+def _check_hand_arguments(inputs, H0, W_x, b, W_h, b_hh, compiled) -> None:
+    """The arguments of :class:`HandBackwardGRU`: ``W_h`` ``(h, 3h)`` gives ``h``; ``W_x`` ``(num_inputs, 3h)``,
+    ``b`` ``(3h,)``, ``b_hh`` ``(h,)``, ``inputs`` ``(T, B, num_inputs)`` and ``H0`` ``(B, h)`` in its dtype and on
+    its device; ``compiled`` True or False."""
+    name = "HandBackwardGRU"
+    for label, W in (("W_x", W_x), ("W_h", W_h)):
+        if not isinstance(W, torch.Tensor) or W.dim() != 2:
+            got = tuple(W.shape) if isinstance(W, torch.Tensor) else type(W).__name__
+            raise ValueError(f"{name} expects {label} to be a matrix (the fused weights [z | r | h]), got {got}")
+    (num_inputs, _), h = W_x.shape, W_h.shape[0]
+    check_tensor(name, "W_h", W_h, (h, 3 * h))
+    check_tensor(name, "W_x", W_x, (num_inputs, 3 * h), W_h)
+    check_tensor(name, "b", b, (3 * h,), W_h)
+    check_tensor(name, "b_hh", b_hh, (h,), W_h)
+    _, B = check_sequence(name, inputs, num_inputs, W_h)
+    check_state(name, H0, B, h, W_h, label="H0")
+    check_switches(name, compiled=compiled)
+
+
 class HandBackwardGRU(torch.autograd.Function):
     """The reset-after GRU with the backward pass written by hand (see :mod:`utils.gru_backward`).
 
@@ -182,6 +202,7 @@ class HandBackwardGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, inputs, H0, W_x, b, W_h, b_hh, compiled):
+        _check_hand_arguments(inputs, H0, W_x, b, W_h, b_hh, compiled)
         forward_loop, _ = _hand_loops(compiled)
         outputs, Z, R, N, G = forward_loop(project_inputs(inputs, W_x, b), H0, W_h, b_hh)
         ctx.save_for_backward(inputs, H0, W_x, W_h, outputs, Z, R, N, G)
@@ -214,6 +235,7 @@ class FastGRU(nn.Module):
     def __init__(self, num_inputs, num_hiddens, step="reset_after", sigma=0.01):
         super().__init__()
         check_sizes("FastGRU", num_inputs=num_inputs, num_hiddens=num_hiddens)
+        check_non_negative_numbers("FastGRU", sigma=sigma)
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}; expected one of {STEPS}")
         self.num_inputs, self.num_hiddens, self.step, self.sigma = num_inputs, num_hiddens, step, sigma

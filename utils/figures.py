@@ -25,11 +25,11 @@ def save_figure(fig, name: str, *, fmt: str = "png", dpi: int = 120) -> Path:
 
 
 def figures_location() -> str:
-    """Where this run's figures go, relative to the course's root when inside it (``figures/`` when a chapter
-    is stored, ``build/figures/`` otherwise). A chapter prints it in its first cell: the folder is checked
-    writable there, so a read-only one is an error before any training runs."""
-    folder = figures_dir()
-    try:
-        return f"{folder.relative_to(repo_root())}/"
-    except ValueError:
-        return f"{folder}/"
+    """Where this run's figures go: relative to the course's root (``figures/`` when a chapter is stored,
+    ``build/figures/`` otherwise) when the notebook runs inside the course's folder, else the absolute path
+    (Colab, where the notebook is not in the clone). A chapter prints it in its first cell: the folder is
+    checked writable there, so a read-only one is an error before any training runs."""
+    folder, root = figures_dir(), repo_root()
+    if Path.cwd().resolve().is_relative_to(root) and folder.is_relative_to(root):
+        return f"{folder.relative_to(root)}/"
+    return f"{folder}/"

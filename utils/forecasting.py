@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.shapes import check_finite_numbers, check_ints, check_positive_numbers, check_tensor_like
+
 PARTS = ("train", "val", "test")
 
 
@@ -36,6 +38,12 @@ class TimeSplit:
     val_end: int
     length: int
 
+    def __post_init__(self):
+        check_ints("TimeSplit", train_end=self.train_end, val_end=self.val_end, length=self.length)
+        if not 0 < self.train_end < self.val_end < self.length:
+            raise ValueError(f"TimeSplit needs 0 < train_end < val_end < length (three non-empty parts in time "
+                             f"order), got train_end={self.train_end}, val_end={self.val_end}, length={self.length}")
+
     def bounds(self, part: str) -> tuple[int, int]:
         """``(start, stop)`` of ``part`` ('train', 'val' or 'test')."""
         if part not in PARTS:
@@ -55,6 +63,7 @@ class TimeSplit:
 def time_split(length: int, num_val: int, num_test: int) -> TimeSplit:
     """The last ``num_test`` steps for testing, the ``num_val`` before them for validation, the rest for
     training; no shuffling, so every validation and test time comes after every training time."""
+    check_ints("time_split", length=length, num_val=num_val, num_test=num_test)
     if min(num_val, num_test) < 1 or length - num_val - num_test < 1:
         raise ValueError(f"need num_val >= 1, num_test >= 1 and a non-empty training part; got length={length}, "
                          f"num_val={num_val}, num_test={num_test}")
@@ -67,6 +76,10 @@ class Standardizer:
 
     mean: float
     std: float
+
+    def __post_init__(self):
+        check_finite_numbers("Standardizer", mean=self.mean)
+        check_positive_numbers("Standardizer", std=self.std)
 
     @classmethod
     def fit(cls, train_values) -> "Standardizer":
@@ -92,6 +105,7 @@ def windows(series, window: int, start: int, stop: int) -> tuple[np.ndarray, np.
     ``t``. Training windows use ``(0, train_end)``, so nothing of the validation or test part enters.
     """
     series = as_series(series)
+    check_ints("windows", window=window, start=start, stop=stop)
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
     if not 0 <= start < stop <= len(series):
@@ -105,6 +119,7 @@ def windows(series, window: int, start: int, stop: int) -> tuple[np.ndarray, np.
 
 def forecast_origins(split: TimeSplit, part: str, horizon: int) -> np.ndarray:
     """Every origin ``o`` whose targets ``o + 1 .. o + horizon`` all lie in ``part``."""
+    check_ints("forecast_origins", horizon=horizon)
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1, got {horizon}")
     start, stop = split.bounds(part)
@@ -126,6 +141,7 @@ def _check_origins(series, origins, horizon, first_origin):
     origins = given.astype(np.int64)
     if origins.ndim != 1 or origins.size == 0:
         raise ValueError(f"origins must be a non-empty 1-D array of indices, got shape {origins.shape}")
+    check_ints("the forecast", horizon=horizon)
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1, got {horizon}")
     if origins.min() < first_origin or origins.max() >= len(series):
@@ -152,6 +168,7 @@ def last_value_forecast(series, origins, horizon: int) -> np.ndarray:
 def seasonal_naive_forecast(series, origins, horizon: int, period: int) -> np.ndarray:
     """Each future value equals the last observed value of the same season:
     ``y^[o + h] = series[o + h - period * ceil(h / period)]``. Shape ``(N, horizon)``."""
+    check_ints("seasonal_naive_forecast", period=period)
     if period < 1:
         raise ValueError(f"period must be at least 1, got {period}")
     series, origins = _check_origins(series, origins, horizon, period - 1)
@@ -179,6 +196,7 @@ class LinearAR:
     """
 
     def __init__(self, order: int):
+        check_ints("LinearAR", order=order)
         if order < 1:
             raise ValueError(f"order must be at least 1, got {order}")
         self.order = order
@@ -191,6 +209,7 @@ class LinearAR:
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (X.shape[0],):
             raise ValueError(f"LinearAR.fit expects y of shape ({X.shape[0]},), got {y.shape}")
+        _check_finite("LinearAR.fit", "y", y)
         if X.shape[0] <= self.order:
             raise ValueError(f"LinearAR({self.order}) needs more than {self.order} windows, got {X.shape[0]}")
         solution, *_ = np.linalg.lstsq(np.column_stack([X, np.ones(len(X))]), y, rcond=None)
@@ -207,7 +226,16 @@ class LinearAR:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.order:
             raise ValueError(f"LinearAR({self.order}) expects windows of shape (N, {self.order}), got {X.shape}")
+        _check_finite(f"LinearAR({self.order})", "windows", X)
         return X
+
+
+def _check_finite(name: str, label: str, values: np.ndarray) -> None:
+    """NaN or inf in ``values`` is an error: least squares would give NaN coefficients or fail to converge."""
+    bad = np.argwhere(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(f"{name} expects finite {label}, got {len(bad)} missing or infinite values (first at index "
+                         f"{tuple(int(i) for i in bad[0])}); fill or drop them first")
 
 
 def recursive_forecast(predict_next, series, origins, window: int, horizon: int) -> np.ndarray:
@@ -217,6 +245,7 @@ def recursive_forecast(predict_next, series, origins, window: int, horizon: int)
     ``predict_next`` maps windows ``(N, window)`` to next values ``(N,)``; only values up to each origin
     are read, so later errors feed on earlier predictions exactly as in real use.
     """
+    check_ints("recursive_forecast", window=window)
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
     series, origins = _check_origins(series, origins, horizon, window - 1)
@@ -254,8 +283,12 @@ class ChangeFromLast(nn.Module):
         self.model = model
 
     def forward(self, X):
-        if X.dim() != 3 or X.shape[-1] != 1:
-            raise ValueError(f"ChangeFromLast expects windows of shape (B, T, 1), got {tuple(X.shape)}")
+        if not isinstance(X, torch.Tensor) or X.dim() != 3 or X.shape[-1] != 1:
+            got = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
+            raise ValueError(f"ChangeFromLast expects windows of shape (B, T, 1), got {got}")
+        if X.shape[1] == 0:
+            raise ValueError("ChangeFromLast got empty windows (T = 0): there is no last value to start from")
+        check_tensor_like("ChangeFromLast", "the windows X", X, next(self.model.parameters(), None))
         last = X[:, -1]
         return last + self.model(X - last[:, None])
 
@@ -273,6 +306,9 @@ def torch_predictor(model: nn.Module):
     @torch.no_grad()
     def predict_next(X):
         X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] == 0:
+            raise ValueError(f"predict_next expects windows of shape (N, window) with window >= 1, got {X.shape}; "
+                             "a single window w goes in as w[None]")
         was_training = model.training
         model.eval()
         out = model(torch.as_tensor(X, dtype=dtype)[..., None])

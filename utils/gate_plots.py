@@ -1,8 +1,12 @@
 """Heatmaps of a GRU's gates along a text, one column per character: where the model keeps its state
 (update gate ``Z`` near 1 in d2l's convention) and where it resets it (reset gate ``R`` near 0)."""
+import operator
+
 import numpy as np
 import torch
 from matplotlib import pyplot as plt
+
+from utils.shapes import check_positive_numbers
 
 GATE_TITLES = {"Z": "update gate $Z_t$ (1 = keep the old state)",
                "R": "reset gate $R_t$ (0 = ignore the old state in the candidate)",
@@ -12,6 +16,21 @@ GATE_TITLES = {"Z": "update gate $Z_t$ (1 = keep the old state)",
 def shown_character(c: str) -> str:
     """A character as a tick label: a space is drawn as an open box, so that it is visible."""
     return "\u2423" if c == " " else c
+
+
+def _unit_indices(units, num_hiddens: int) -> list[int]:
+    """``units`` as a list of ints in ``[0, num_hiddens)`` (all units, in order, when None); a float or a bool is
+    refused, not rounded or read as 0 or 1."""
+    if units is None:
+        return list(range(num_hiddens))
+    units = list(units)
+    try:
+        indices = [operator.index(u) for u in units if not isinstance(u, bool)]
+    except TypeError:
+        indices = []
+    if not units or len(indices) != len(units) or any(not 0 <= u < num_hiddens for u in indices):
+        raise ValueError(f"units must be indices in [0, {num_hiddens}), got {units}")
+    return indices
 
 
 def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, units=None, cmap="viridis",
@@ -24,6 +43,7 @@ def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, units=None, 
     hidden-unit indices) selects and orders the rows, e.g. sorted by some statistic; default: all, in order.
     Returns the figure.
     """
+    check_positive_numbers("plot_gate_heatmaps", width_per_char=width_per_char)
     missing = [name for name in names if name not in gates]
     if missing:
         raise ValueError(f"no gate {missing[0]!r} in gates; it has {sorted(gates)}")
@@ -37,9 +57,7 @@ def plot_gate_heatmaps(text: str, gates: dict, names=("Z", "R"), *, units=None, 
                              f"of text), got {value.shape}")
         values[name] = value
     num_hiddens = next(iter(values.values())).shape[1] if values else 0
-    units = list(range(num_hiddens)) if units is None else [int(u) for u in units]
-    if not units or any(not 0 <= u < num_hiddens for u in units):
-        raise ValueError(f"units must be indices in [0, {num_hiddens}), got {units}")
+    units = _unit_indices(units, num_hiddens)
     fig, axes = plt.subplots(len(names), 1, figsize=(max(6.0, width_per_char * len(text)), 2.2 * len(names) + 0.6),
                              squeeze=False, constrained_layout=True)
     for ax, name in zip(axes[:, 0], names):

@@ -15,17 +15,25 @@ chapter with exercises, ``source/chNN/NN_name.ipynb``. Then, in that directory::
     nbgrader autograde ch03                  # runs every submission, fills the gradebook
     nbgrader generate_feedback ch03          # feedback/<student>/ch03/*.html
     nbgrader export                          # grades.csv
+
+Rerunning it updates the files it wrote, and only those: ``.generated.json`` records them (the record of
+:func:`utils.assignments.write_generated`), so a source notebook or ``nbgrader_config.py`` edited since it was
+written is never overwritten unless ``--force`` is given, and a file it did not write (``extra_data.csv`` beside
+a source notebook) is never touched.
 """
-import argparse
 import re
-import shutil
+import shlex
 import sys
 from pathlib import Path
 
 import nbformat
 
-from utils.assignments import chapters_with_exercises
+from utils.assignments import (EditedSinceGenerated, ManifestError, chapters_with_exercises,
+                               write_generated)
+from utils.cli import ArgumentParser, fail
 from utils.paths import repo_root
+
+CONFIG_FILE = "nbgrader_config.py"
 
 CONFIG = '''"""nbgrader configuration for the GRU course (written by `python -m utils.grading course`)."""
 import os
@@ -56,42 +64,58 @@ def graded_points(nb) -> dict[str, float]:
             for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade")}
 
 
-def make_course(directory, notebooks_dir=None, chapters=None) -> dict[str, Path]:
+def chapter_numbers(chapters) -> set[str]:
+    """``{"03", "10"}`` for ``["3", "10"]``; a ValueError names what is not a chapter number."""
+    wrong = [chapter for chapter in chapters if not re.fullmatch(r"\d{1,2}", str(chapter))]
+    if wrong:
+        raise ValueError(f"expected chapter numbers such as 3 or 03 (--chapters 3 10), got {wrong}")
+    return {f"{int(chapter):02d}" for chapter in chapters}
+
+
+def make_course(directory, notebooks_dir=None, chapters=None, *, force: bool = False) -> dict[str, Path]:
     """Write an nbgrader course directory: its ``nbgrader_config.py`` and, for every chapter with exercises
     (or those whose number is in ``chapters``), ``source/chNN/NN_name.ipynb``. Returns assignment -> notebook.
-    An existing ``source/`` assignment is replaced; the gradebook and submissions are left alone."""
+
+    Only the files it wrote are updated (or, in the assignments it writes, removed when their chapter is
+    gone); when one was edited since, it writes nothing and raises :class:`EditedSinceGenerated`, unless
+    ``force``. The gradebook, the submissions and any file added beside a source notebook are left alone."""
     directory = Path(directory)
     paths = chapters_with_exercises(Path(notebooks_dir) if notebooks_dir else repo_root() / "notebooks")
     if chapters:
-        wanted = {f"{int(c):02d}" for c in chapters}
-        paths = [p for p in paths if p.name[:2] in wanted]
-        if len(paths) != len(wanted):
-            raise ValueError(f"chapters {sorted(wanted)} asked for, but only {[p.name for p in paths]} have exercises")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "nbgrader_config.py").write_text(CONFIG)
-    made = {}
+        wanted, available = chapter_numbers(chapters), [path.name[:2] for path in paths]
+        if not wanted <= set(available):
+            raise ValueError(f"chapters {sorted(wanted - set(available))} have no exercises; only chapters "
+                             f"{available} have exercises")
+        paths = [path for path in paths if path.name[:2] in wanted]
+    made, contents = {}, {CONFIG_FILE: CONFIG.encode()}
     for path in paths:
         if not graded_points(nbformat.read(path, as_version=4)):
             raise ValueError(f"{path.name} has exercises but no graded test cell")
-        source = directory / "source" / assignment_name(path)
-        if source.exists():
-            shutil.rmtree(source)
-        source.mkdir(parents=True)
-        made[assignment_name(path)] = Path(shutil.copy(path, source / path.name))
+        name = f"source/{assignment_name(path)}/{path.name}"
+        made[assignment_name(path)], contents[name] = directory / name, path.read_bytes()
+    rerun = shlex.join(["python", "-m", "utils.grading", "course", str(directory),
+                        *(["--chapters", *map(str, chapters)] if chapters else []), "--force"])
+    write_generated(directory, contents, rerun=rerun, force=force, replace=[f"source/{a}" for a in made])
     return made
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Make an nbgrader course directory for the course's exercises.")
+    parser = ArgumentParser(prog="python -m utils.grading",
+                            description="Make an nbgrader course directory for the course's exercises.")
     sub = parser.add_subparsers(dest="command", required=True)
     course = sub.add_parser("course", help="write nbgrader_config.py and source/chNN/ for the chapters with exercises")
-    course.add_argument("directory", type=Path)
+    course.add_argument("directory", type=Path, help="the course directory (made if missing)")
     course.add_argument("--chapters", nargs="+", help="chapter numbers (default: every chapter with exercises)")
+    course.add_argument("--force", action="store_true",
+                        help="overwrite the files it wrote before even if they were edited since")
     args = parser.parse_args(argv)
     try:
-        made = make_course(args.directory, chapters=args.chapters)
-    except ValueError as err:
-        parser.error(str(err))
+        made = make_course(args.directory, chapters=args.chapters, force=args.force)
+    except (EditedSinceGenerated, ManifestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as err:
+        fail(str(err))
     for assignment, path in made.items():
         print(f"{assignment}: {path}")
     print(f"next, in {args.directory}: nbgrader generate_assignment {' '.join(made)}")

@@ -21,7 +21,8 @@ import d2l.torch as d2l
 import torch
 from torch import nn
 
-from utils.shapes import check_sequence, check_sizes, check_state, check_step_input, check_switches, initial_state
+from utils.shapes import (check_non_negative_numbers, check_sequence, check_sizes, check_state, check_step_input,
+                          check_switches, check_tensor_like, initial_state)
 
 
 class GRUStep(NamedTuple):
@@ -47,9 +48,7 @@ class GRUScratch(d2l.Module):
         super().__init__()
         check_sizes(type(self).__name__, num_inputs=num_inputs, num_hiddens=num_hiddens)
         check_switches(type(self).__name__, reset_gate=reset_gate, update_gate=update_gate, reset_after=reset_after)
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma < float("inf"):
-            raise ValueError(f"{type(self).__name__} expects sigma (the weights' standard deviation) to be a "
-                             f"finite number >= 0, got {sigma!r}")
+        check_non_negative_numbers(type(self).__name__, sigma=sigma)  # the weights' standard deviation
         if reset_after and not reset_gate:
             raise ValueError("reset_after=True places the reset gate after the hidden matmul, so it needs "
                              "reset_gate=True; got reset_gate=False")
@@ -134,6 +133,7 @@ class GRUScratch(d2l.Module):
         for label, forced in (("Z", Z), ("R", R)):
             if forced is not None:
                 self._check_broadcast(label, forced, (B, self.num_hiddens))
+                self._check_gate_values(f"{name}.step", label, forced)
 
     @staticmethod
     def _check_broadcast(label, forced, shape):
@@ -148,6 +148,19 @@ class GRUScratch(d2l.Module):
         except RuntimeError:
             raise ValueError(f"forced {label} must broadcast to {shape} (batch, num_hiddens), got shape "
                              f"{tuple(forced.shape)}") from None
+
+    def _check_gate_values(self, name, label, forced):
+        """A forced gate must hold gate values: finite, in [0, 1], a tensor in the parameters' dtype and on their
+        device (a float64 gate would turn the state float64; a bool or 'meta' one would fail deep inside)."""
+        if isinstance(forced, torch.Tensor):
+            check_tensor_like(name, f"forced {label}", forced, self.W_xh)
+            outside = forced[~((forced >= 0) & (forced <= 1))]
+            got = outside.flatten()[0].item() if outside.numel() else None
+        else:
+            got = None if 0 <= forced <= 1 else forced
+        if got is not None:
+            raise ValueError(f"{name} expects forced {label} to hold gate values, finite numbers in [0, 1] "
+                             f"(a sigmoid's range), got {got}")
 
     def _check(self, inputs, H, Z=None, R=None):
         """Validate a sequence call (shapes, dtypes, devices); return the initial state (zeros when ``H``
@@ -166,6 +179,7 @@ class GRUScratch(d2l.Module):
                 raise ValueError(f"forced {label} must have at most 3 dimensions (T, B, num_hiddens), "
                                  f"got shape {shape}")
             self._check_broadcast(f"{label}[t]", forced[0], (B, self.num_hiddens))
+            self._check_gate_values(name, label, forced)
         return initial_state(name, inputs, H, self.num_hiddens, like=self.W_xh)
 
     @classmethod

@@ -7,10 +7,14 @@ In d2l's convention ``H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t`` with
 - :func:`perturbation_effects`: the proof, how much each output moves when one input is perturbed;
 - :func:`marked_recall_task`: a task whose target is the symbol at ``t'``, for a GRU to learn the schedule.
 """
+import math
+from numbers import Real
 from typing import NamedTuple
 
 import torch
 
+from utils.gru import GRUScratch
+from utils.shapes import check_ints
 from utils.tasks import SequenceTask, recall_task
 
 
@@ -24,7 +28,16 @@ class GateSchedule(NamedTuple):
     R_free: torch.Tensor
 
     def filled(self, values_Z: torch.Tensor, values_R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(Z, R)`` with every free entry replaced by the given values (broadcast to ``(T, B, h)``)."""
+        """``(Z, R)`` with every free entry replaced by the given values: numbers, or tensors of shape
+        ``(T, B, h)`` (or ``(T, 1, 1)``, ...: one entry per step, broadcast over the batch and the units)."""
+        T = self.Z.shape[0]
+        for label, values in (("values_Z", values_Z), ("values_R", values_R)):
+            number = isinstance(values, Real) and not isinstance(values, bool)
+            per_step = isinstance(values, torch.Tensor) and values.dim() == 3 and values.shape[0] == T
+            if not (number or per_step):
+                got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+                raise ValueError(f"filled expects {label} to be a number or a tensor of shape ({T}, B, h), one entry "
+                                 f"per step, got {got}")
         return torch.where(self.Z_free, values_Z, self.Z), torch.where(self.R_free, values_R, self.R)
 
 
@@ -48,9 +61,13 @@ def ideal_gate_schedule(seq_len: int, t_prime: int, dtype=torch.float64) -> Gate
       discarded);
     - before ``t'``: both free (whatever the state holds is reset and overwritten at ``t'``).
 
-    Free entries hold 0.5 in ``Z`` and ``R``; replace them with :meth:`GateSchedule.filled`.
+    Free entries hold 0.5 in ``Z`` and ``R``; replace them with :meth:`GateSchedule.filled`. ``dtype`` must be
+    that of the GRU the gates are forced on (chapter 05's GRUs are float64).
     """
     _check_steps(seq_len, t_prime)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"ideal_gate_schedule expects a floating-point dtype (gate values, 0.5 where free), got "
+                        f"{dtype}; use the dtype of the GRU the gates are forced on, e.g. torch.float32")
     steps = torch.arange(seq_len).reshape(seq_len, 1, 1)
     before, at, after = steps < t_prime, steps == t_prime, steps > t_prime
     half = torch.full((seq_len, 1, 1), 0.5, dtype=dtype)
@@ -68,11 +85,7 @@ def perturbation_effects(gru, inputs: torch.Tensor, Z=None, R=None, H=None, *, s
     (forced gates, see ``GRUScratch.forward``) and ``H`` (initial state) are passed on. The noise at step
     ``s`` is Gaussian with standard deviation ``scale``, drawn from a generator seeded with ``seed``.
     """
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
-        got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ValueError(f"inputs must be time-major (T, B, num_inputs), got {got}")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    _check_perturbation(gru, inputs, scale, seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         reference, _ = gru(inputs, H, Z=Z, R=R)
@@ -84,6 +97,19 @@ def perturbation_effects(gru, inputs: torch.Tensor, Z=None, R=None, H=None, *, s
             outputs, _ = gru(perturbed, H, Z=Z, R=R)
             rows.append((outputs - reference).abs().amax(dim=(1, 2)))
     return torch.stack(rows)
+
+
+def _check_perturbation(gru, inputs, scale, seed) -> None:
+    """``gru`` a GRUScratch, ``inputs`` time-major, ``scale`` a finite number > 0, ``seed`` an int."""
+    if not isinstance(gru, GRUScratch):
+        raise TypeError(f"perturbation_effects expects a utils.gru.GRUScratch (it forces gates), got "
+                        f"{type(gru).__name__}")
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 3:
+        got = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"inputs must be time-major (T, B, num_inputs), got {got}")
+    if isinstance(scale, bool) or not isinstance(scale, Real) or not 0 < scale < math.inf:
+        raise ValueError(f"scale must be positive and finite (the noise's standard deviation), got {scale!r}")
+    check_ints("perturbation_effects", seed=seed)
 
 
 def marked_recall_task(num_samples: int, seq_len: int, t_prime: int, num_symbols: int = 8,

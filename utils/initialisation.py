@@ -11,6 +11,7 @@ from torch import nn
 
 from utils.fast_gru import FastGRU
 from utils.gru import GRUScratch
+from utils.shapes import check_finite_numbers
 
 
 @torch.no_grad()
@@ -21,10 +22,14 @@ def bias_update_gate(layer, value: float):
     so that the two add up to ``value``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"bias_update_gate expects a number, got {value!r}")
+    check_finite_numbers("bias_update_gate", value=value)
     gru = layer.rnn if isinstance(layer, d2l.RNN) else layer
     if isinstance(gru, GRUScratch):
         if not gru.update_gate:
             raise ValueError("this GRUScratch has no update gate (update_gate=False)")
+        if not hasattr(gru, "b_z"):
+            raise ValueError(f"this {type(gru).__name__} has no update-gate bias b_z to set (the gates of "
+                             "GRUVariant's 'gru2' and 'mgu' have none)")
         gru.b_z.fill_(value)
     elif isinstance(gru, FastGRU):
         gru.b[:gru.num_hiddens].fill_(value)

@@ -14,7 +14,17 @@ import d2l.torch as d2l
 import torch
 from torch import nn
 
-from utils.shapes import check_sequence, check_sizes, check_state
+from utils.shapes import check_non_negative_numbers, check_sequence, check_sizes, check_tensor
+
+
+def _check_state_pair(name: str, state, shape: tuple, like: torch.Tensor) -> None:
+    """``state`` must be a tuple ``(H, C)`` of two tensors of ``shape``, in the dtype and on the device of
+    ``like`` (a parameter of the layer)."""
+    if not isinstance(state, tuple) or len(state) != 2:
+        got = type(state).__name__ + (f" of {len(state)}" if isinstance(state, (tuple, list)) else "")
+        raise ValueError(f"{name} expects a state (H, C) of two {shape} tensors, got {got}: pass a tuple (H, C)")
+    for label, tensor in zip("HC", state):
+        check_tensor(name, f"the state {label}", tensor, shape, like)
 
 
 class LSTMScratch(d2l.Module):
@@ -27,6 +37,7 @@ class LSTMScratch(d2l.Module):
     def __init__(self, num_inputs, num_hiddens, sigma=0.01):
         super().__init__()
         check_sizes("LSTMScratch", num_inputs=num_inputs, num_hiddens=num_hiddens)
+        check_non_negative_numbers("LSTMScratch", sigma=sigma)
         self.save_hyperparameters()
 
         def triple():
@@ -46,11 +57,7 @@ class LSTMScratch(d2l.Module):
         if state is None:
             zeros = inputs.new_zeros(B, self.num_hiddens)
             state = (zeros, zeros)
-        if not isinstance(state, tuple) or len(state) != 2:
-            raise ValueError(f"LSTMScratch expects a state (H, C) of two ({B}, {self.num_hiddens}) tensors, got "
-                             f"{type(state).__name__}")
-        for label, tensor in zip("HC", state):
-            check_state("LSTMScratch", tensor, B, self.num_hiddens, self.W_xi, label)
+        _check_state_pair("LSTMScratch", state, (B, self.num_hiddens), self.W_xi)
         H, C = state
         outputs = []
         for X in inputs:
@@ -78,5 +85,7 @@ class LSTM(d2l.RNN):
         self.rnn = nn.LSTM(num_inputs, num_hiddens)
 
     def forward(self, inputs, state=None):
-        check_sequence("LSTM", inputs, self.num_inputs, self.rnn.weight_ih_l0)
+        _, B = check_sequence("LSTM", inputs, self.num_inputs, self.rnn.weight_ih_l0)
+        if state is not None:
+            _check_state_pair("LSTM", state, (1, B, self.num_hiddens), self.rnn.weight_ih_l0)
         return self.rnn(inputs, state)

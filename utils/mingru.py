@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.shapes import check_sequence, check_sizes, initial_state
+from utils.shapes import check_non_negative_numbers, check_sequence, check_sizes, check_switches, initial_state
 
 
 def log_g(x: torch.Tensor) -> torch.Tensor:
@@ -68,12 +68,14 @@ class MinGRU(nn.Module):
     def __init__(self, num_inputs, num_hiddens, sigma=0.01):
         super().__init__()
         check_sizes("MinGRU", num_inputs=num_inputs, num_hiddens=num_hiddens)
+        check_non_negative_numbers("MinGRU", sigma=sigma)
         self.num_inputs, self.num_hiddens = num_inputs, num_hiddens
         self.W_x = nn.Parameter(torch.randn(num_inputs, 2 * num_hiddens) * sigma)
         self.b = nn.Parameter(torch.zeros(2 * num_hiddens))
 
     def forward(self, inputs, H=None, *, parallel=True):
         self._check(inputs, H)
+        check_switches("MinGRU", parallel=parallel)
         K, C = (inputs @ self.W_x + self.b).chunk(2, dim=-1)  # gate and candidate pre-activations
         if parallel:
             outputs = log_space_scan(-F.softplus(-K), -F.softplus(K) + log_g(C), H)  # log Z, log (1-Z) H~

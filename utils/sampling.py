@@ -8,18 +8,22 @@ and ``top_k`` keeps only the k most likely characters.
 
 The Time Machine corpus is lower-cased by its preprocessing (d2l's ``TimeMachine``), so a prefix is
 lower-cased the same way; a character that the vocabulary lacks (a digit, punctuation) is an error,
-rather than d2l's silent ``<unk>``.
+rather than d2l's silent ``<unk>``. A model whose outputs are not finite (a diverged one) is an error too,
+rather than text made of whatever index NaN happens to give.
 """
 import torch
 from torch.nn import functional as F
 
-from utils.shapes import check_sizes
+from utils.shapes import check_counts, check_non_negative_numbers, check_sizes
 
 
 def encode_prefix(prefix: str, vocab) -> list[int]:
     """The token indices of ``prefix``, lower-cased as the corpus is; unknown characters are an error."""
     if not isinstance(prefix, str) or not prefix:
         raise ValueError(f"the prefix must be a non-empty string, got {prefix!r}")
+    if not hasattr(vocab, "token_to_idx") or not hasattr(vocab, "idx_to_token"):
+        raise TypeError(f"expected vocab to be a d2l.Vocab (with token_to_idx and idx_to_token), such as "
+                        f"data.vocab, got {type(vocab).__name__}")
     text = prefix.lower()
     unknown = sorted({c for c in text if c not in vocab.token_to_idx or c == "<unk>"})
     if unknown:
@@ -28,9 +32,25 @@ def encode_prefix(prefix: str, vocab) -> list[int]:
     return [vocab[c] for c in text]
 
 
+def check_sampling(name: str, temperature: float, top_k: int | None) -> None:
+    """``temperature`` must be a finite number >= 0 (0 = greedy), ``top_k`` None or a positive int."""
+    check_non_negative_numbers(name, temperature=temperature)
+    if top_k is not None:
+        check_sizes(name, top_k=top_k)
+
+
 def next_token(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> int:
     """One token from ``logits`` of shape ``(vocab_size,)``: the argmax when ``temperature == 0``, else a draw
-    from ``softmax(logits / temperature)`` restricted to the ``top_k`` largest logits."""
+    from ``softmax(logits / temperature)`` restricted to the ``top_k`` largest logits. Logits that are not
+    finite (a diverged model) are an error."""
+    check_sampling("next_token", temperature, top_k)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 1 or logits.numel() == 0:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"next_token expects the logits of one step, of shape (vocab_size,), got {got}")
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"next_token got logits that are not finite ({logits.isnan().sum().item()} NaN, "
+                         f"{logits.isinf().sum().item()} inf): the model's outputs are not finite, so it diverged or "
+                         "its weights are broken; retrain it (a lower lr, gradient clipping) before sampling")
     if temperature == 0:
         return int(logits.argmax())
     logits = logits.double() / temperature
@@ -50,13 +70,22 @@ def generate(model, prefix: str, num_preds: int, vocab, *, temperature: float = 
     generator seeded with ``seed`` (None: PyTorch's global generator).
     """
     check_sizes("generate", num_preds=num_preds)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature < float("inf"):
-        raise ValueError(f"generate expects temperature to be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None:
-        check_sizes("generate", top_k=top_k)
+    check_sampling("generate", temperature, top_k)
+    if seed is not None:
+        check_counts("generate", seed=seed)
     tokens = encode_prefix(prefix, vocab)
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    if parameter is None:
+        raise TypeError(f"generate expects a d2l language model with parameters, got {type(model).__name__}, "
+                        "which has none")
+    if parameter.is_meta:
+        raise ValueError("generate got a model on the 'meta' device, whose weights hold no values: load or "
+                         "initialise them on a real device first (model.to_empty(device='cpu'), then load_state_dict)")
+    if model.vocab_size != len(vocab):
+        raise ValueError(f"generate got a model of {model.vocab_size} tokens and a vocabulary of {len(vocab)}: "
+                         "pass the vocabulary the model was trained with")
     generator = None if seed is None else torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
+    device = parameter.device
     was_training = model.training
     model.eval()
     state, outputs = None, list(tokens)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from utils.shapes import check_sizes
+from utils.shapes import check_positive_numbers, check_sizes
 from utils.tasks import SequenceTask
 from utils.training import seed_everything
 
@@ -29,6 +29,10 @@ class LastStepModel(nn.Module):
             raise ValueError(f"LastStepModel feeds its rnn time-major inputs (T, B, num_inputs); got a "
                              f"{type(rnn).__name__} with batch_first=True, which would run the recurrence over "
                              "the batch axis: build it with batch_first=False")
+        width = getattr(rnn, "num_hiddens", getattr(rnn, "hidden_size", num_hiddens))
+        if width != num_hiddens:
+            raise ValueError(f"LastStepModel's head reads num_hiddens={num_hiddens} features, but the "
+                             f"{type(rnn).__name__} outputs {width}: pass num_hiddens={width}")
         self.rnn = rnn
         self.head = nn.Linear(num_hiddens, num_outputs)
 
@@ -53,27 +57,40 @@ class TaskHistory:
         return self.val_metric[-1]
 
 
-def loss_fn(task: SequenceTask, outputs, targets):
-    """Cross-entropy for classification (``outputs`` (B, C), ``targets`` (B,) class indices), mean squared
-    error for regression (``outputs`` and ``targets`` of the same shape (B, num_outputs))."""
+def check_outputs(task: SequenceTask, outputs, targets) -> None:
+    """A model's ``outputs`` must fit ``targets``: for classification, ``(B, C)`` scores with at least a score
+    per class of the task (``C >= task.num_outputs``); for regression, the shape of ``targets``."""
     if task.kind == "classification":
-        return F.cross_entropy(outputs, targets)
-    if outputs.shape != targets.shape:
+        if outputs.dim() != 2 or outputs.shape[-1] < task.num_outputs:
+            raise ValueError(f"the task {task.name!r} has {task.num_outputs} classes (0 to {task.num_outputs - 1}), "
+                             f"but the model's outputs have shape {tuple(outputs.shape)}: its head must give "
+                             f"(B, {task.num_outputs}) scores, so build it with num_outputs={task.num_outputs}")
+    elif outputs.shape != targets.shape:
         raise ValueError(f"regression outputs of shape {tuple(outputs.shape)} and targets of shape "
                          f"{tuple(targets.shape)} differ: the loss would broadcast them to each other; give the "
                          "targets the shape (N, num_outputs)")
+
+
+def loss_fn(task: SequenceTask, outputs, targets):
+    """Cross-entropy for classification (``outputs`` (B, C), ``targets`` (B,) class indices), mean squared
+    error for regression (``outputs`` and ``targets`` of the same shape (B, num_outputs))."""
+    check_outputs(task, outputs, targets)
+    if task.kind == "classification":
+        return F.cross_entropy(outputs, targets)
     return F.mse_loss(outputs, targets)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: SequenceTask, batch_size: int = 1024) -> float:
     """Accuracy (classification) or mean squared error (regression) of ``model`` on ``task``."""
+    check_sizes("evaluate", batch_size=batch_size)
     was_training = model.training
     model.eval()
     total = 0.0
     for start in range(0, len(task.X), batch_size):
         out = model(task.X[start:start + batch_size])
         target = task.y[start:start + batch_size]
+        check_outputs(task, out, target)
         if task.kind == "classification":
             total += (out.argmax(dim=-1) == target).sum().item()
         else:
@@ -90,9 +107,7 @@ def train_on_task(model: nn.Module, train: SequenceTask, val: SequenceTask, *, s
     if train.kind != val.kind:
         raise ValueError(f"train is a {train.kind} task but val is a {val.kind} task")
     check_sizes("train_on_task", steps=steps, batch_size=batch_size, eval_every=eval_every)
-    for name, value in (("lr", lr), ("clip", clip)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-            raise ValueError(f"train_on_task expects {name} to be a positive finite number, got {value!r}")
+    check_positive_numbers("train_on_task", lr=lr, clip=clip)
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -1,10 +1,14 @@
-"""Input checks shared by the course's layers: sizes, switches, time-major inputs, one step, and the state.
+"""Input checks shared by the course's code: sizes, counts, rates, options, switches, time-major inputs, one
+step, and the state.
 
 Every layer takes ``inputs`` of shape ``(T, B, num_inputs)`` and an optional state of shape
 ``(B, num_hiddens)`` (one step: ``X`` of shape ``(B, num_inputs)``), in the dtype and on the device of its
 parameters. These functions give the same clear error, naming the layer, the argument, what was expected
 and what came, wherever a call does not fit, before anything reaches a matmul deep inside torch.
 """
+import math
+import numbers
+
 import torch
 
 
@@ -12,11 +16,38 @@ def _shape(value):
     return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
+def _is_int(value) -> bool:
+    """An int or a NumPy integer, never a bool, float or str."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor)) and \
+        type(value).__name__ != "bool_"
+
+
 def check_sizes(name: str, **sizes) -> None:
     """Each size (``num_inputs=3, num_hiddens=4``) must be a positive int (not a bool, float or str)."""
     for arg, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_int(value) or value < 1:
             raise ValueError(f"{name} expects {arg} to be a positive int, got {value!r}")
+
+
+def check_counts(name: str, **counts) -> None:
+    """Each count (``max_retries=2``, ``num_samples=0``) must be a non-negative int (not a bool or float)."""
+    for arg, value in counts.items():
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{name} expects {arg} to be a non-negative int, got {value!r}")
+
+
+def check_positive_numbers(name: str, **numbers_) -> None:
+    """Each value (``lr=0.1, clip=1.0``) must be a finite number above 0 (not a bool, str, NaN or inf)."""
+    for arg, value in numbers_.items():
+        if isinstance(value, (bool, str, torch.Tensor)) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} expects {arg} to be a positive finite number, got {value!r}")
+
+
+def check_option(name: str, arg: str, value, options) -> None:
+    """``value`` must be one of ``options`` (compared by equality; an unhashable value is simply not one)."""
+    if not any(type(value) is type(option) and value == option for option in options):
+        raise ValueError(f"{name} expects {arg} to be one of {list(options)}, got {value!r}")
 
 
 def check_switches(name: str, **switches) -> None:
@@ -89,3 +120,49 @@ def initial_state(name: str, inputs: torch.Tensor, H, num_hiddens: int, label: s
     if H is None:
         return inputs.new_zeros(B, num_hiddens)
     return check_state(name, H, B, num_hiddens, like, label)
+
+
+def check_ints(name: str, **values) -> None:
+    """Each value (``start=0, horizon=12``) must be an int (not a bool, float or str); the caller checks its range.
+    ``2.5`` would become a fractional bound or a slice error deep inside, ``True`` a silent 1."""
+    for arg, value in values.items():
+        if not _is_int(value):
+            raise ValueError(f"{name} expects {arg} to be an int, got {value!r}")
+
+
+def check_finite_numbers(name: str, **numbers_) -> None:
+    """Each value (``mean=0.5``) must be a finite number (not a bool, str, NaN or inf)."""
+    for arg, value in numbers_.items():
+        if isinstance(value, (bool, str, torch.Tensor)) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} expects {arg} to be a finite number, got {value!r}")
+
+
+def check_token_ids(name: str, label: str, tokens, vocab_size: int | None) -> None:
+    """``tokens`` (any shape) must be a ``torch.int64`` tensor of token indices in ``[0, vocab_size)`` (no upper
+    bound when ``vocab_size`` is None): a float or an index outside the vocabulary fails deep inside ``one_hot``
+    or the loss otherwise."""
+    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.int64:
+        got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise TypeError(f"{name} expects {label} to be token indices of dtype torch.int64, got {got}")
+    if tokens.numel() and (tokens.min() < 0 or (vocab_size is not None and tokens.max() >= vocab_size)):
+        expected = "non-negative" if vocab_size is None else f"in [0, {vocab_size}) (the model's vocabulary)"
+        raise ValueError(f"{name} expects {label} {expected}, got indices from {tokens.min().item()} to "
+                         f"{tokens.max().item()}")
+
+
+def check_non_negative_numbers(name: str, **numbers_) -> None:
+    """Each value (``sigma=0.01``) must be a finite number >= 0 (not a bool, str, NaN or inf)."""
+    for arg, value in numbers_.items():
+        if isinstance(value, (bool, str, torch.Tensor)) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} expects {arg} to be a finite number >= 0, got {value!r}")
+
+
+def check_tensor(name: str, label: str, value, shape: tuple, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``value`` after checking that it is a tensor of exactly ``shape`` (a weight, a bias, a matrix given to a
+    step), in the dtype and on the device of ``like``."""
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{name} expects {label} of shape {tuple(shape)}, got {_shape(value)}")
+    check_tensor_like(name, label, value, like)
+    return value

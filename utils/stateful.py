@@ -22,22 +22,28 @@ from torch import nn
 from torch.nn import functional as F
 
 from utils.data import time_machine_path
-from utils.language_model import stream_perplexity
+from utils.language_model import check_text, stream_perplexity
 from utils.progress import progress_bar
-from utils.shapes import check_sizes
+from utils.shapes import check_counts, check_positive_numbers, check_sizes, check_switches, check_token_ids
 from utils.training import seed_everything
 
 LECTURE_TOKENS = 10_000
 
 
 def old_d2l_corpus(max_tokens: int | None = None) -> tuple[list[int], d2l.Vocab]:
-    """Old d2l's ``load_corpus_time_machine``: the corpus as token indices (the whole book, or its first
-    ``max_tokens`` characters) and the character vocabulary of the whole book (28 tokens)."""
+    """Old d2l's ``load_corpus_time_machine``: the corpus as token indices (the whole book with
+    ``max_tokens=None``, or its first ``max_tokens`` characters) and the character vocabulary of the whole
+    book (28 tokens)."""
+    if max_tokens is not None:
+        check_sizes("old_d2l_corpus", max_tokens=max_tokens)
     lines = time_machine_path().read_text().splitlines()
     tokens = [list(re.sub("[^A-Za-z]+", " ", line).strip().lower()) for line in lines]
     vocab = d2l.Vocab([token for line in tokens for token in line])
     corpus = [vocab[token] for line in tokens for token in line]
-    return (corpus[:max_tokens] if max_tokens else corpus), vocab
+    if max_tokens is not None and max_tokens > len(corpus):
+        raise ValueError(f"old_d2l_corpus was asked for the first {max_tokens} characters, but the book has only "
+                         f"{len(corpus)}: pass max_tokens=None for the whole book")
+    return (corpus if max_tokens is None else corpus[:max_tokens]), vocab
 
 
 def sequential_minibatches(corpus, batch_size: int, num_steps: int, offset: int):
@@ -46,6 +52,7 @@ def sequential_minibatches(corpus, batch_size: int, num_steps: int, offset: int)
     ``Y`` shifted by one; consecutive minibatches continue each other's rows. The last, shorter columns are
     dropped, as old d2l did."""
     check_sizes("sequential_minibatches", batch_size=batch_size, num_steps=num_steps)
+    check_counts("sequential_minibatches", offset=offset)
     if not 0 <= offset < len(corpus) - batch_size:
         raise ValueError(f"offset must be in [0, {len(corpus) - batch_size}), got {offset}")
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
@@ -74,6 +81,9 @@ class StatefulRun:
     @property
     def best_epoch(self) -> int:
         """The epoch with the lowest held-out perplexity: where early stopping would have stopped."""
+        if not self.held_out_perplexity:
+            raise ValueError("this run has no held-out perplexity to pick the best epoch from: train it with "
+                             "held_out=... (token indices of a text it does not train on)")
         return self.eval_epochs[min(range(len(self.held_out_perplexity)), key=self.held_out_perplexity.__getitem__)]
 
 
@@ -87,10 +97,22 @@ def train_stateful(model, corpus, *, batch_size: int, num_steps: int, lr: float,
     from the previous one's final state, detached (no gradient flows into the previous minibatch).
     ``carry_state=False`` starts every minibatch from a zero state, as d2l 1.0 does for its windows. Every
     ``eval_every`` epochs (and at the end) the model is scored on ``held_out`` (token indices) with
-    :func:`utils.language_model.stream_perplexity`.
+    :func:`utils.language_model.stream_perplexity`. ``lr`` and ``clip`` must be positive and finite, and
+    ``corpus`` (token indices) long enough for one minibatch after any offset: ``batch_size * num_steps``
+    tokens after up to ``num_steps``, plus the last target.
     """
     check_sizes("train_stateful", batch_size=batch_size, num_steps=num_steps, num_epochs=num_epochs,
                 eval_every=eval_every)
+    check_positive_numbers("train_stateful", lr=lr, clip=clip)
+    check_switches("train_stateful", carry_state=carry_state, progress=progress)
+    check_token_ids("train_stateful", "corpus", torch.as_tensor(corpus), model.vocab_size)
+    needed = batch_size * num_steps + num_steps + 1
+    if len(corpus) < needed:
+        raise ValueError(f"train_stateful needs a corpus of at least {needed} tokens for batch_size={batch_size} "
+                         f"and num_steps={num_steps} (one minibatch after an offset of up to num_steps), got "
+                         f"{len(corpus)}: pass a longer corpus or smaller sizes")
+    if held_out is not None:
+        check_text("train_stateful", held_out, model.vocab_size)
     seed_everything(seed)
     offsets = random.Random(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)

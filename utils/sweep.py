@@ -22,7 +22,6 @@ The presets (``python -m utils.sweep --preset NAME``; each writes its own result
 ``python -m utils.sweep --help`` lists the options; the runner (:mod:`utils.runner`) resumes an interrupted
 sweep, uses every core, and a Ray cluster when ``RAY_ADDRESS`` is set.
 """
-import argparse
 import functools
 import math
 import sys
@@ -31,11 +30,12 @@ from pathlib import Path
 
 import d2l.torch as d2l
 
+from utils.cli import ArgumentParser, fail
 from utils.data import TimeMachine
 from utils.language_model import stream_perplexity, train_language_model
 from utils.mode import QUICK_ENV, quick_mode
 from utils.paths import build_dir, repo_root
-from utils.runner import Study, run_study
+from utils.runner import RayUnavailable, ResultsFileBusy, Study, run_study
 from utils.shapes import check_sizes
 
 SAMPLE_PREFIX = "time traveller"
@@ -123,7 +123,8 @@ def results_path(preset: str) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
+        prog="python -m utils.sweep",
         description="Train a GRU language model on the Time Machine for every configuration of a grid and seed, "
                     "on Ray (local cores, or the cluster named by RAY_ADDRESS); one record per trial in a results "
                     "file, written as each trial ends; a rerun trains only what is missing.")
@@ -151,7 +152,10 @@ def main(argv=None) -> int:
     path = args.results or results_path(preset)
     print(f"{chosen.name}: {len(chosen.configs())} configurations x {len(chosen.seeds)} seed(s) -> {path}",
           flush=True)
-    table = run_study(chosen, path, retrain=args.retrain, cpus_per_trial=args.cpus_per_trial)
+    try:
+        table = run_study(chosen, path, retrain=args.retrain, cpus_per_trial=args.cpus_per_trial)
+    except (ValueError, PermissionError, NotADirectoryError, ResultsFileBusy, RayUnavailable) as err:
+        fail(str(err))
     failed = int((table.status != "ok").sum())
     print(f"{len(table)} trials in {path}, {failed} failed")
     return 1 if failed else 0

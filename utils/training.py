@@ -19,6 +19,8 @@ import torch
 from IPython import display
 from matplotlib import pyplot as plt
 
+from utils.shapes import check_token_ids
+
 Point = collections.namedtuple("Point", ["x", "y"])
 
 
@@ -146,13 +148,17 @@ def perplexity(model, dataloader) -> float:
     """Perplexity ``exp(mean cross-entropy per token)`` of a d2l language model over a dataloader.
 
     Unlike d2l's plotted ``val_ppl`` (the mean of per-batch perplexities), this weights every token
-    equally, so it does not depend on the batch size. A diverged model gives ``inf``.
+    equally, so it does not depend on the batch size. A diverged model gives ``inf``. ``X`` and ``Y`` must
+    be ``torch.int64`` token indices within the model's vocabulary.
     """
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for X, Y in dataloader:
-        total += model.loss(model(X), Y, averaged=False).sum().item()
+        check_token_ids("perplexity", "the inputs X", X, getattr(model, "vocab_size", None))
+        outputs = model(X)
+        check_token_ids("perplexity", "the targets Y", Y, outputs.shape[-1])
+        total += model.loss(outputs, Y, averaged=False).sum().item()
         count += Y.numel()
     model.train(was_training)
     if count == 0:
