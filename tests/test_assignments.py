@@ -1,5 +1,6 @@
 """utils.assignments: student copies from solution regions, on a synthetic notebook and on the course's."""
 import io
+import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from torch import nn
 
-from utils import assignments
-from utils.assignments import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_SOLUTION, StudentCopyEdited, generate,
+from utils import assignments, grading
+from utils.assignments import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_SOLUTION, REVEAL, StudentCopyEdited, generate,
                                is_solution_cell, student_text)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,41 @@ def test_malformed_regions_are_errors_naming_the_cell(source, metadata, message)
     assert "01_demo.ipynb, cell 3" in str(error.value)
 
 
+def with_a_worked_solution():
+    """The synthetic chapter with a worked-solution section after its check, and a lesson cell after that."""
+    nb = synthetic_notebook()
+    reveal = [new_markdown_cell("## 2. The solution\n\nIt doubles."), new_code_cell("print(2 * 21)"),
+              new_markdown_cell("Hence the answer.")]
+    for cell in reveal:
+        cell.metadata["tags"] = [REVEAL]
+    nb.cells[3:3] = [*reveal, new_markdown_cell("## 3. Next"), new_code_cell("print('lesson')")]
+    nb.cells.append(new_markdown_cell("Why 2? It is the factor.", metadata={"tags": [REVEAL]}))
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"cell-{index}"
+    return nb
+
+
+def test_cells_that_reveal_a_solution_become_one_note_per_run():
+    nb = assignments.student_notebook(with_a_worked_solution(), "01_demo.ipynb")
+    sources = [cell.source for cell in nb.cells]
+    assert not [cell for cell in nb.cells if REVEAL in cell.metadata.get("tags", [])]
+    assert not [s for s in sources if "It doubles" in s or "2 * 21" in s or "Hence" in s or "factor" in s]
+    notes = [s for s in sources if s.startswith("> **Not in the student copy:**")]
+    assert len(notes) == 2 and all("`notebooks/01_demo.ipynb`" in note for note in notes)
+    assert "section *2. The solution*" in notes[0] and "section *3. Next*" in notes[1]
+    assert sources[sources.index(notes[0]) + 1] == "## 3. Next" and "print('lesson')" in sources
+    assert [cell.id for cell in nb.cells if cell.source in notes] == ["cell-3-note", "cell-9-note"]
+
+
+@pytest.mark.parametrize("which", [1, 2])
+def test_an_exercise_or_a_graded_cell_tagged_as_revealing_is_an_error(which):
+    nb = synthetic_notebook()
+    nb.cells[2].metadata["nbgrader"] = {**nbgrader(False, "test_ex"), "grade": True, "points": 1}
+    nb.cells[which].metadata["tags"] = [REVEAL]
+    with pytest.raises(ValueError, match=f"01_demo.ipynb, cell {which} is tagged 'solution-reveal'"):
+        assignments.student_notebook(nb, "01_demo.ipynb")
+
+
 # ---------- the course's own student copies ----------
 
 def test_the_course_has_exercises_in_the_chapters_the_issue_names():
@@ -267,3 +303,60 @@ def test_run_all_goes_on_past_every_exercise_and_graded_cell_of_a_student_copy(p
             assert "raises-exception" in cell.metadata.get("tags", []), cell.source[:120]
         else:
             assert "raises-exception" not in cell.metadata.get("tags", []), cell.source[:120]
+
+
+def normalized(text):
+    return re.sub(r"\s+", "", text)
+
+
+def solution_statements(nb, *, parts=False):
+    """The code of every line of the notebook's solution regions, whitespace removed, of 12 characters or more;
+    with ``parts``, also each assignment's right-hand side and each returned expression (as the exercise hook
+    ``check_exercises.py`` reads them)."""
+    statements = set()
+    for cell in nb.cells:
+        for line in region_lines(cell.source) if is_solution_cell(cell) else []:
+            code = line.split("#", 1)[0].strip()
+            found = [code]
+            assignment = re.match(r"^[\w\s,\[\]\.]+?=(?!=)(.+)$", code)
+            if parts and assignment:
+                found.append(assignment.group(1))
+            if parts and code.startswith("return "):
+                found.append(code[len("return "):])
+            statements |= {normalized(part) for part in found if len(normalized(part)) >= 12}
+    return statements
+
+
+SOLUTION_HEADING = re.compile(r"^\s*#.*solution", re.I | re.M)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name[:2])
+def test_no_student_copy_shows_a_worked_solution(path):
+    """No heading that names a solution, no cell tagged solution-reveal, no line of a solution region."""
+    student = student_copy(path)
+    markdown = [cell.source for cell in student.cells if cell.cell_type == "markdown"]
+    assert not [m.group(0) for source in markdown for m in SOLUTION_HEADING.finditer(source)]
+    assert not [cell.source[:80] for cell in student.cells if REVEAL in cell.metadata.get("tags", [])]
+    lines = [normalized(line) for cell in student.cells for line in cell.source.split("\n")]
+    statements = solution_statements(nbformat.read(path, as_version=4))
+    assert statements and not [s for s in statements if any(s in line for line in lines)]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name[:2])
+def test_no_hint_states_a_line_of_the_solution(path):
+    """A hint names the idea, the shapes, a check and the trap: none of its lines holds (whitespace aside) a
+    solution line's code, an assignment's right-hand side or a returned expression of 12 characters or more."""
+    statements = solution_statements(nbformat.read(path, as_version=4), parts=True)
+    hints = [normalized(line.strip().lstrip("#")) for cell in student_copy(path).cells if is_solution_cell(cell)
+             for line in cell.source.split("\n") if line.strip().startswith("#")]
+    assert any(hint.startswith("Hint:") for hint in hints)
+    assert not [(hint, s) for hint in hints for s in statements if s in hint]
+
+
+def test_the_grading_course_sources_keep_the_graded_cells_and_show_no_worked_solution(tmp_path):
+    made = grading.make_course(tmp_path / "course")
+    for path in CHAPTERS:
+        chapter, source = (nbformat.read(p, as_version=4) for p in (path, made[grading.assignment_name(path)]))
+        assert not [cell.source[:80] for cell in source.cells if REVEAL in cell.metadata.get("tags", [])]
+        graded = lambda nb: [cell for cell in nb.cells if cell.metadata.get("nbgrader")]
+        assert graded(source) == graded(chapter) and BEGIN_HIDDEN in "".join(c.source for c in graded(source))

@@ -365,3 +365,26 @@ def test_the_command_line_shows_a_results_file_and_refuses_what_it_cannot_do(tmp
     with pytest.raises(SystemExit) as exit_:
         runner.main(["head"])
     assert exit_.value.code == 2 and "head needs a command" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failures, started", [(1, True), (runner.RAY_START_TRIES, False)])
+def test_a_local_start_that_times_out_is_tried_again_then_says_what_to_do(monkeypatch, failures, started):
+    import ray
+    attempts = []
+
+    def init(**kwargs):
+        attempts.append(kwargs["address"])
+        if len(attempts) <= failures:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    if started:
+        assert runner._start_ray() is True and attempts == ["local", "local"]
+    else:
+        with pytest.raises(runner.RayUnavailable, match="did not start on this machine in 3 tries.*too busy.*"
+                                                        "RAY_ADDRESS=127.0.0.1:6379"):
+            runner._start_ray()
+        assert len(attempts) == runner.RAY_START_TRIES

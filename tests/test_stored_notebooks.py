@@ -79,9 +79,12 @@ def _printed_text(cell) -> str:
     parts = []
     for out in cell.outputs:
         parts.append(out.get("text", ""))
-        parts += [value for kind, value in out.get("data", {}).items() if kind.startswith("text/")]
-    text = html.unescape(re.sub(r"<[^>]+>", " ", "\n".join(parts)))
-    return " ".join(text.split())
+        for kind, value in out.get("data", {}).items():
+            if kind == "text/html":
+                parts.append(html.unescape(re.sub(r"<[^>]+>", " ", value)))
+            elif kind.startswith("text/"):
+                parts.append(value)
+    return " ".join("\n".join(parts).split())
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

@@ -9,6 +9,9 @@ are comments above the region). For every chapter ``notebooks/NN_x.ipynb`` with 
   indentation; the code before and after it, hints included, stays;
 - ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` removed, delimiters included;
 - outputs, execution counts and execution metadata cleared, ``# NBVAL_CHECK_OUTPUT`` lines dropped;
+- the cells tagged ``solution-reveal`` (a worked solution: its code, its outputs, the conclusions drawn from
+  them) dropped, each run of them replaced by one markdown note naming the chapter and the section that hold
+  it (:func:`without_solutions`, which :mod:`utils.grading` applies to nbgrader's sources too);
 - the title says "student copy", and the file name ends in ``_student``, wherever it is opened.
 
 The output is deterministic (same input, same bytes). ``notebooks/student/.generated.json`` records the
@@ -23,6 +26,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_markdown_cell
 
 from utils.cli import ArgumentParser, fail
 from utils.paths import repo_root
@@ -40,6 +44,10 @@ STUDENT_NOTE = ("> **Student copy**, generated from `notebooks/{name}` by `make 
                 "are tagged `raises-exception`, so Run All goes on past them: you can read and run the whole "
                 "lesson before you solve anything. The worked solutions are in `notebooks/{name}`.")
 RUN_ON = "raises-exception"  # JupyterLab's Run All, nbclient and nbgrader go on past a cell with this tag
+REVEAL = "solution-reveal"  # a chapter cell that shows a worked solution: no copy for students has it
+REVEAL_NOTE = ("> **Not in the student copy:** the worked solution of an exercise above (the course's code, its "
+               "outputs and the conclusions drawn from them). Solve the exercise first, then read it in "
+               "`notebooks/{name}`, section *{section}*.")
 
 
 class StudentCopyEdited(RuntimeError):
@@ -102,10 +110,40 @@ def student_cell(cell, where: str):
     return cell
 
 
+def reveals_solution(cell) -> bool:
+    return REVEAL in cell.metadata.get("tags", [])
+
+
+def headings(source: str) -> list[str]:
+    """The text of the markdown headings in ``source``, in order."""
+    return [line.lstrip("#").strip() for line in source.split("\n") if line.startswith("#")]
+
+
+def without_solutions(nb, name: str):
+    """A copy of the chapter ``nb`` (file name ``name``) without its cells tagged ``solution-reveal``: each run of
+    them becomes one markdown note naming the chapter and the section (the run's own heading, or the last one
+    above it) where the worked solution is. A tagged exercise or graded cell is a ValueError."""
+    out, section = copy.deepcopy(nb), ""
+    out.cells = []
+    for index, cell in enumerate(nb.cells):
+        own = headings(cell.source) if cell.cell_type == "markdown" else []
+        if not reveals_solution(cell):
+            out.cells.append(copy.deepcopy(cell))
+        elif is_solution_cell(cell) or cell.metadata.get("nbgrader", {}).get("grade"):
+            raise ValueError(f"{name}, cell {index} is tagged {REVEAL!r} but is an exercise or a graded cell, "
+                             "which every copy keeps")
+        elif not (index and reveals_solution(nb.cells[index - 1])):
+            note = REVEAL_NOTE.format(name=name, section=(own or [section])[0])
+            out.cells.append(new_markdown_cell(note, id=f"{cell.id}-note"))
+        section = (own or [section])[-1]
+    return out
+
+
 def student_notebook(nb, name: str):
     """The student copy of the solution notebook ``nb`` (file name ``name``) as a new notebook."""
     student = copy.deepcopy(nb)
     student.cells = [student_cell(cell, f"{name}, cell {index}") for index, cell in enumerate(nb.cells)]
+    student = without_solutions(student, name)
     title = next((cell for cell in student.cells if cell.cell_type == "markdown"), None)
     if title is not None:
         first, _, rest = title.source.partition("\n")

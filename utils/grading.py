@@ -1,10 +1,12 @@
 """Grading the course's exercises with nbgrader: ``python -m utils.grading course DIR`` makes a course directory.
 
-The chapters are nbgrader's source notebooks as they are: each exercise is a solution cell (nbgrader
-metadata ``solution: true``, the answer between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, its hints
-as comments above the region, so that nbgrader's stub keeps them) followed by a graded test cell
+The chapters are nbgrader's source notebooks: each exercise is a solution cell (nbgrader metadata
+``solution: true``, the answer between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, its hints as comments
+above the region, so that nbgrader's stub keeps them) followed by a graded test cell
 (``grade: true``, ``points``, locked) that asserts :func:`utils.checks.check` and hides more cases between
-``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``.
+``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``. A source is its chapter less the cells tagged
+``solution-reveal`` (a worked solution, which the release must not show either), each run of them replaced
+by a note that says where it is (:func:`utils.assignments.without_solutions`).
 
 The course directory holds ``nbgrader_config.py`` (:data:`CONFIG`: quick mode, so a whole chapter grades in
 seconds, a cell timeout that fits it, and each student's figures in their own folder) and one assignment per
@@ -29,7 +31,7 @@ from pathlib import Path
 import nbformat
 
 from utils.assignments import (EditedSinceGenerated, ManifestError, chapters_with_exercises,
-                               write_generated)
+                               without_solutions, write_generated)
 from utils.cli import ArgumentParser, fail
 from utils.paths import repo_root
 
@@ -89,10 +91,12 @@ def make_course(directory, notebooks_dir=None, chapters=None, *, force: bool = F
         paths = [path for path in paths if path.name[:2] in wanted]
     made, contents = {}, {CONFIG_FILE: CONFIG.encode()}
     for path in paths:
-        if not graded_points(nbformat.read(path, as_version=4)):
+        nb = nbformat.read(path, as_version=4)
+        if not graded_points(nb):
             raise ValueError(f"{path.name} has exercises but no graded test cell")
         name = f"source/{assignment_name(path)}/{path.name}"
-        made[assignment_name(path)], contents[name] = directory / name, path.read_bytes()
+        source = nbformat.writes(without_solutions(nb, path.name)).rstrip("\n") + "\n"
+        made[assignment_name(path)], contents[name] = directory / name, source.encode()
     rerun = shlex.join(["python", "-m", "utils.grading", "course", str(directory),
                         *(["--chapters", *map(str, chapters)] if chapters else []), "--force"])
     write_generated(directory, contents, rerun=rerun, force=force, replace=[f"source/{a}" for a in made])

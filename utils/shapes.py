@@ -1,5 +1,5 @@
-"""Input checks shared by the course's code: sizes, counts, rates, options, switches, time-major inputs, one
-step, and the state.
+"""Input checks shared by the course's code: sizes, counts, numbers, switches, token ids, tensors, time-major
+inputs, one step, and the state.
 
 Every layer takes ``inputs`` of shape ``(T, B, num_inputs)`` and an optional state of shape
 ``(B, num_hiddens)`` (one step: ``X`` of shape ``(B, num_inputs)``), in the dtype and on the device of its
@@ -36,18 +36,17 @@ def check_counts(name: str, **counts) -> None:
             raise ValueError(f"{name} expects {arg} to be a non-negative int, got {value!r}")
 
 
+def _is_finite_number(value) -> bool:
+    """A finite int, float or NumPy number: never a bool, str, tensor, NaN or infinity."""
+    return not isinstance(value, (bool, str, torch.Tensor)) and isinstance(value, numbers.Real) \
+        and math.isfinite(value)
+
+
 def check_positive_numbers(name: str, **numbers_) -> None:
     """Each value (``lr=0.1, clip=1.0``) must be a finite number above 0 (not a bool, str, NaN or inf)."""
     for arg, value in numbers_.items():
-        if isinstance(value, (bool, str, torch.Tensor)) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value <= 0:
+        if not _is_finite_number(value) or value <= 0:
             raise ValueError(f"{name} expects {arg} to be a positive finite number, got {value!r}")
-
-
-def check_option(name: str, arg: str, value, options) -> None:
-    """``value`` must be one of ``options`` (compared by equality; an unhashable value is simply not one)."""
-    if not any(type(value) is type(option) and value == option for option in options):
-        raise ValueError(f"{name} expects {arg} to be one of {list(options)}, got {value!r}")
 
 
 def check_switches(name: str, **switches) -> None:
@@ -133,8 +132,7 @@ def check_ints(name: str, **values) -> None:
 def check_finite_numbers(name: str, **numbers_) -> None:
     """Each value (``mean=0.5``) must be a finite number (not a bool, str, NaN or inf)."""
     for arg, value in numbers_.items():
-        if isinstance(value, (bool, str, torch.Tensor)) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value):
+        if not _is_finite_number(value):
             raise ValueError(f"{name} expects {arg} to be a finite number, got {value!r}")
 
 
@@ -154,8 +152,7 @@ def check_token_ids(name: str, label: str, tokens, vocab_size: int | None) -> No
 def check_non_negative_numbers(name: str, **numbers_) -> None:
     """Each value (``sigma=0.01``) must be a finite number >= 0 (not a bool, str, NaN or inf)."""
     for arg, value in numbers_.items():
-        if isinstance(value, (bool, str, torch.Tensor)) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value < 0:
+        if not _is_finite_number(value) or value < 0:
             raise ValueError(f"{name} expects {arg} to be a finite number >= 0, got {value!r}")
 
 
