@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 from utils.cli import ArgumentParser, fail
 from utils.mode import QUICK_ENV
-from utils.paths import OUTPUT_ENV, STORE_ENV, build_dir, repo_root
+from utils.paths import OUTPUT_ENV, STORE_ENV, build_dir
 
 # The one place that names the course's repository.
 REPO_URL = "https://github.com/gru-course/gru-course"

@@ -44,6 +44,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -336,7 +337,7 @@ def _start_ray() -> bool:
 def _time_limit(seconds: float | None):
     """Raise :class:`TrialTimeLimit` in the block after ``seconds`` (a timer signal; the main thread only, which
     is where a Ray worker runs its task). A trial blocked inside one C call is stopped when the call returns."""
-    if seconds is None or sys.platform == "win32" or not _is_main_thread():
+    if seconds is None or sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
         yield
         return
 
@@ -350,11 +351,6 @@ def _time_limit(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _is_main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 def _run_trial(trial: Callable, config: dict, cpus: int, reserved: tuple, time_limit: float | None) -> dict:
