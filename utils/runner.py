@@ -469,6 +469,7 @@ def run_study(study: Study, path=None, *, retrain: bool = False, cpus_per_trial:
                   "code: training them again", flush=True)
         import ray
         started = _start_ray()
+        ends_ray = started and not _in_notebook()
         try:
             cluster_cpus = ray.cluster_resources().get("CPU", 0)
             if cpus_per_trial > cluster_cpus:
@@ -512,15 +513,16 @@ def run_study(study: Study, path=None, *, retrain: bool = False, cpus_per_trial:
                         bar.set_postfix(failed=len(failures), refresh=False)
                         bar.update(1)
                 except BaseException:
-                    for ref in pending:
-                        ray.cancel(ref, force=True)
+                    if not ends_ray:  # else ray.shutdown() below ends the job and its trials with it
+                        for ref in pending:
+                            ray.cancel(ref, force=True)
                     raise
             if failures:
                 print(f"{study.name}: {len(failures)} of {len(todo)} trials failed"
                       + (f" ({kept} kept their earlier ok result)" if kept else "")
                       + f"; the first: {failures[0]['trial']}: {failures[0]['error']}", flush=True)
         finally:
-            if started and not _in_notebook():
+            if ends_ray:
                 ray.shutdown()
     return results_table(path, study, complete=complete)
 
