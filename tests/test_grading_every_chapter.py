@@ -1,8 +1,8 @@
-"""nbgrader grades the exercises of every chapter for real. Each chapter's exercise cells and graded cells,
-with the chapter's setup and import cells before them (all that its exercises need), are one notebook of the
-assignment ``exercises``; nbgrader generates it, then autogrades two submissions: the solutions (full marks in
-every notebook) and nbgrader's own stubs (zero in every notebook). The whole chapters are graded end to end
-in tests/test_grading.py."""
+"""nbgrader grades the exercises of every chapter for real. Each chapter's setup and import cells, exercise
+cells and graded cells (all that its exercises need), chapter after chapter, make one notebook of the
+assignment ``exercises``: one kernel runs them all, as a student's kernel runs a chapter from the top. nbgrader
+generates it, then autogrades two submissions: the solutions (full marks in every graded cell) and nbgrader's
+own stubs (zero in every graded cell). The whole chapters are graded end to end in tests/test_grading.py."""
 import nbformat
 
 from utils import grading
@@ -13,16 +13,22 @@ from test_grading import ROOT, nbgrader
 CHAPTERS = chapters_with_exercises(ROOT / "notebooks")
 
 
-def exercises_only(nb):
-    """The notebook with its setup and import cells (its first two code cells), every exercise and every graded
-    cell, and nothing else."""
+def exercise_cells(nb) -> list:
+    """The notebook's setup and import cells (its first two code cells), then every exercise and graded cell."""
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    keep = {id(code[0]), id(code[1])}
-    for index, cell in enumerate(code):
-        if is_solution_cell(cell) or cell.metadata.get("nbgrader", {}).get("grade"):
-            keep.add(id(cell))
-    nb.cells = [cell for cell in nb.cells if id(cell) in keep]
-    return nb
+    graded = [cell for cell in code[2:] if is_solution_cell(cell) or cell.metadata.get("nbgrader", {}).get("grade")]
+    return code[:2] + graded
+
+
+def every_chapters_exercises():
+    """One notebook with every chapter's exercise cells, and ``grade_id -> (chapter, points)``."""
+    merged, points = None, {}
+    for path in CHAPTERS:
+        nb = nbformat.read(path, as_version=4)
+        merged = merged or nbformat.v4.new_notebook(metadata=nb.metadata)
+        merged.cells += [nbformat.v4.new_markdown_cell(f"# {path.stem}"), *exercise_cells(nb)]
+        points.update({grade_id: (path.stem, p) for grade_id, p in grading.graded_points(nb).items()})
+    return merged, points
 
 
 def test_nbgrader_gives_every_chapters_solutions_full_marks_and_its_stubs_zero(tmp_path):
@@ -30,24 +36,20 @@ def test_nbgrader_gives_every_chapters_solutions_full_marks_and_its_stubs_zero(t
     grading.make_course(course, chapters=[CHAPTERS[0].name[:2]])  # the course's nbgrader_config.py
     source = course / "source" / "exercises"
     source.mkdir(parents=True)
-    expected = {}
-    for path in CHAPTERS:
-        nb = exercises_only(nbformat.read(path, as_version=4))
-        nbformat.write(nb, source / path.name)
-        expected[path.stem] = sum(grading.graded_points(nb).values())
+    nb, points = every_chapters_exercises()
+    assert {chapter for chapter, _ in points.values()} == {path.stem for path in CHAPTERS}
+    nbformat.write(nb, source / "exercises.ipynb")
     nbgrader("generate_assignment", "exercises", "--force", cwd=course)
     for student, folder in (("solution", source), ("stub", course / "release" / "exercises")):
         submission = course / "submitted" / student / "exercises"
         submission.mkdir(parents=True)
-        for path in CHAPTERS:
-            (submission / path.name).write_bytes((folder / path.name).read_bytes())
+        (submission / "exercises.ipynb").write_bytes((folder / "exercises.ipynb").read_bytes())
     nbgrader("autograde", "exercises", cwd=course)
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for student in ("solution", "stub"):
-            submission = gradebook.find_submission("exercises", student)
-            scores = {nb.name: (nb.score, nb.max_score) for nb in submission.notebooks}
-            assert set(scores) == set(expected), scores
-            for name, points in expected.items():
-                wanted = points if student == "solution" else 0
-                assert points > 0 and scores[name] == (wanted, points), (student, name, scores[name])
+            for grade_id, (chapter, full) in points.items():
+                grade = gradebook.find_grade(grade_id, "exercises", "exercises", student)
+                wanted = full if student == "solution" else 0
+                assert full > 0 and (grade.score, grade.max_score) == (wanted, full), (student, chapter, grade_id,
+                                                                                         grade.score)
