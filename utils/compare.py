@@ -1,6 +1,12 @@
-"""Comparisons as claims about distributions: several seeds per model, mean and spread, paired wins, and a
-verdict that calls a difference inside the spread a tie (the course's rule for every "A beats B")."""
+"""Comparisons as claims about distributions: several seeds per model, paired by seed. Per seed, the
+difference between the two models; over the seeds, the mean difference with a t interval and the sign test's
+count of wins. The verdict is "A better", "B better" or "not resolved with n seeds": never "equal", because
+failing to find a difference with a few seeds is not evidence that there is none."""
+import math
+
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 
 def summarize(table: pd.DataFrame, by, value: str) -> pd.DataFrame:
@@ -10,33 +16,70 @@ def summarize(table: pd.DataFrame, by, value: str) -> pd.DataFrame:
                          "median": groups.median(), "max": groups.max()})
 
 
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided p of the exact sign test: how often a fair coin gives a split at least this uneven."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def mean_interval(differences, confidence: float = 0.95) -> tuple[float, float]:
+    """The t interval for the mean of ``differences`` (NaN with fewer than 2 or any non-finite value)."""
+    d = np.asarray(differences, dtype=float)
+    if len(d) < 2 or not np.isfinite(d).all():
+        return math.nan, math.nan
+    half = stats.t.ppf((1 + confidence) / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
 def compare(table: pd.DataFrame, column: str, a, b, value: str, *, higher_is_better: bool,
-            pair_by: str = "seed") -> dict:
+            pair_by: str = "seed", confidence: float = 0.95) -> dict:
     """Compare the runs with ``table[column] == a`` and ``== b`` on ``value``, paired by ``pair_by``.
 
-    Returns the means, the ranges, on how many pairs ``a`` is better (``wins``, of ``pairs``), and the
-    ``verdict``: ``a`` or ``b`` when the two ranges (min to max over the runs) do not overlap, else
-    ``"tie"``: a difference inside the spread of the runs is not a result.
+    Returns the means over the pairs, the per-pair ``differences`` (a - b, indexed by ``pair_by``), their
+    mean and ``interval`` (a t interval at ``confidence``), ``wins`` of a out of ``pairs`` with the sign
+    test's ``p``, and the ``verdict``: ``"{a} better"`` or ``"{b} better"`` when the interval lies wholly on
+    one side of zero, else ``"not resolved with {pairs} seeds"``. Runs without a partner are left out.
     """
-    runs = {name: table[table[column] == name].set_index(pair_by)[value] for name in (a, b)}
-    if runs[a].empty or runs[b].empty:
-        raise ValueError(f"no runs with {column} == {a!r} or {b!r}; the table has {sorted(table[column].unique())}")
+    runs = {}
+    for name in (a, b):
+        rows = table[table[column] == name]
+        if rows.empty:
+            raise ValueError(f"no runs with {column} == {name!r}; the table has {sorted(table[column].unique())}")
+        if rows[pair_by].duplicated().any():
+            raise ValueError(f"{column} == {name!r} has several runs with the same {pair_by} "
+                             f"{sorted(rows[pair_by][rows[pair_by].duplicated()].unique().tolist())}: select one run per "
+                             f"{pair_by} (e.g. one learning rate) before comparing")
+        runs[name] = rows.set_index(pair_by)[value]
     common = runs[a].index.intersection(runs[b].index)
-    better = (runs[a][common] > runs[b][common]) if higher_is_better else (runs[a][common] < runs[b][common])
-    low_a, high_a, low_b, high_b = runs[a].min(), runs[a].max(), runs[b].min(), runs[b].max()
-    if high_a < low_b or high_b < low_a:
-        a_higher = low_a > high_b
-        verdict = a if a_higher == higher_is_better else b
+    differences = runs[a][common] - runs[b][common]
+    sign = 1 if higher_is_better else -1
+    wins, losses = int((sign * differences > 0).sum()), int((sign * differences < 0).sum())
+    low, high = mean_interval(differences, confidence)
+    if sign * low > 0 and sign * high > 0:
+        verdict = f"{a} better"
+    elif sign * low < 0 and sign * high < 0:
+        verdict = f"{b} better"
     else:
-        verdict = "tie"
-    return {"a": a, "b": b, "mean a": runs[a].mean(), "mean b": runs[b].mean(), "range a": (low_a, high_a),
-            "range b": (low_b, high_b), "wins": int(better.sum()), "pairs": len(common), "verdict": verdict}
+        verdict = f"not resolved with {len(common)} seeds"
+    return {"a": a, "b": b, "mean a": runs[a][common].mean(), "mean b": runs[b][common].mean(),
+            "differences": differences, "mean difference": differences.mean(), "interval": (low, high),
+            "confidence": confidence, "wins": wins, "losses": losses, "pairs": len(common),
+            "p": sign_test(wins, losses), "verdict": verdict}
 
 
 def sentence(result: dict, value: str, fmt: str = "{:.3g}") -> str:
-    """One line that states a :func:`compare` result with its numbers."""
+    """Two lines that state a :func:`compare` result with its numbers: the means, the per-seed differences,
+    the interval of their mean, the wins with the sign test's p, and the verdict."""
     f = lambda x: fmt.format(x)  # noqa: E731
-    verdict = "a tie (the ranges overlap)" if result["verdict"] == "tie" else f"{result['verdict']} is better"
-    return (f"{value}: {result['a']} {f(result['mean a'])} (range {f(result['range a'][0])}-{f(result['range a'][1])}) "
-            f"vs {result['b']} {f(result['mean b'])} (range {f(result['range b'][0])}-{f(result['range b'][1])}); "
-            f"{result['a']} better on {result['wins']} of {result['pairs']} paired seeds: {verdict}")
+    signed = lambda x: ("+" if x > 0 else "") + f(x)  # noqa: E731
+    a, b, n = result["a"], result["b"], result["pairs"]
+    low, high = result["interval"]
+    interval = "no interval" if math.isnan(low) else (
+        f"{result['confidence']:.0%} interval {signed(low)} to {signed(high)}")
+    return (f"{value}: {a} {f(result['mean a'])} vs {b} {f(result['mean b'])} (means of {n} paired seeds)\n"
+            f"  {a} - {b} by seed: {', '.join(signed(d) for d in result['differences'])}; mean "
+            f"{signed(result['mean difference'])}, {interval}; {a} better on {result['wins']} of {n} "
+            f"(sign test p = {result['p']:.2g}): {result['verdict']}")

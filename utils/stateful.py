@@ -119,18 +119,8 @@ def train_stateful(model, corpus, *, batch_size: int, num_steps: int, lr: float,
     run = StatefulRun()
     start = time.perf_counter()
     for epoch in progress_bar(range(1, num_epochs + 1), desc="epochs", disable=not progress):
-        state, total, count = None, 0.0, 0
-        for X, Y in sequential_minibatches(corpus, batch_size, num_steps, offsets.randint(0, num_steps)):
-            if state is not None:
-                state = _detach(state) if carry_state else None
-            outputs, state = model.rnn(model.one_hot(X), state)
-            logits = model.output_layer(outputs)  # (batch_size, num_steps, vocab_size)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            total, count = total + loss.item() * Y.numel(), count + Y.numel()
+        minibatches = sequential_minibatches(corpus, batch_size, num_steps, offsets.randint(0, num_steps))
+        total, count = train_epoch(model, optimizer, minibatches, carry_state=carry_state, clip=clip)
         run.train_perplexity.append(math.exp(total / count))
         run.tokens += count
         if held_out is not None and (epoch % eval_every == 0 or epoch == num_epochs):
@@ -138,6 +128,25 @@ def train_stateful(model, corpus, *, batch_size: int, num_steps: int, lr: float,
             run.held_out_perplexity.append(stream_perplexity(model, held_out))
     run.seconds = time.perf_counter() - start
     return run
+
+
+def train_epoch(model, optimizer, minibatches, *, carry_state: bool, clip: float) -> tuple[float, int]:
+    """One epoch of SGD over ``minibatches`` of ``(X, Y)``, each ``(batch_size, num_steps)``: the state starts at
+    zero, and with ``carry_state`` each minibatch starts from the last one's final state, detached. Returns the
+    summed cross-entropy and the number of predicted tokens."""
+    state, total, count = None, 0.0, 0
+    for X, Y in minibatches:
+        if state is not None:
+            state = _detach(state) if carry_state else None  # keep the values, cut the gradient's path
+        outputs, state = model.rnn(model.one_hot(X), state)
+        logits = model.output_layer(outputs)  # (batch_size, num_steps, vocab_size)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        total, count = total + loss.item() * Y.numel(), count + Y.numel()
+    return total, count
 
 
 def _detach(state):
