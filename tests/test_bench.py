@@ -3,6 +3,7 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 
 from utils import bench
 
@@ -15,8 +16,13 @@ def test_main_prints_the_table_and_ends_with_the_best_line(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"best from-scratch / nn\.GRU: \d+\.\d\d \(spread \d+\.\d\d-\d+\.\d\d, \w+, 1 thread\(s\)\)",
                         lines[-1]), lines[-1]
-    assert re.fullmatch(r"tiny: \d\.\d{3} GFLOP of matrix products per training step, \d+ GFLOP/s measured for them "
-                        r"here: GEMM-bound limit [\d,]+ tokens/s = \d+\.\d\dx nn\.GRU", lines[-2]), lines[-2]
+    bound = [line for line in lines if line.startswith("tiny: ")]
+    assert len(bound) == 1 and re.fullmatch(r"tiny: \d\.\d{3} GFLOP of matrix products per training step, \d+ GFLOP/s "
+                                            r"measured for them here: GEMM-bound limit [\d,]+ tokens/s = \d+\.\d\dx "
+                                            r"nn\.GRU", bound[0]), bound
+    end_to_end = lines.index(next(line for line in lines if line.startswith("end to end: one training epoch")))
+    assert [line.split()[1] for line in lines[end_to_end + 2:end_to_end + 5]] == ["nn.GRU", "GRUScratch(reset_after=True)",
+                                                                               "FastGRU(step='backward')"]
     assert list(table["variant"]) == VARIANTS and set(table["size"]) == {bench.TINY.name}
     for variant in VARIANTS:
         assert any(line.split()[:2] == [bench.TINY.name, variant] for line in lines), variant
@@ -62,3 +68,33 @@ def test_saved_bytes_counts_what_autograd_keeps():
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_language_model_speed_times_every_model_on_the_same_minibatches():
+    size, windows = bench.LM_QUICK[0]
+    table = bench.language_model_speed(size, windows, repeats=2, fast_step="backward")
+    assert list(table["model"]) == ["nn.GRU (d2l.GRU in d2l.RNNLM)", "GRUScratch(reset_after=True)",
+                                    "FastGRU(step='backward')"]
+    reference = table.iloc[0]
+    assert (reference["x nn.GRU"], reference["x min"], reference["x max"]) == (1.0, 1.0, 1.0)  # a ratio to itself
+    assert (table["s per epoch"] > 0).all() and (table["x min"] <= table["x nn.GRU"]).all()
+    assert (table["x nn.GRU"] <= table["x max"]).all()
+    tokens = table["tokens/s"] * table["s per epoch"]
+    assert tokens.round().nunique() == 1 and tokens.iloc[0] == pytest.approx(windows // size.B * size.B * size.T)
+    with pytest.raises(ValueError, match="windows >= B=16"):
+        bench.language_model_speed(size, 8, repeats=1)
+
+
+def test_the_language_model_epoch_trains():
+    size, windows = bench.LM_QUICK[0]
+    from utils.data import TimeMachine
+    from utils.language_model import language_model
+    data = TimeMachine(batch_size=size.B, num_steps=size.T, num_train=windows, num_val=0)
+    minibatches = list(data.train_dataloader())
+    model = language_model(bench.GRUScratch(len(data.vocab), 8), len(data.vocab), lr=1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = lambda: sum(model.loss(model(X), Y).item() for X, Y in minibatches)  # noqa: E731
+    start = loss()
+    for _ in range(5):
+        bench.language_model_epoch(model, torch.optim.SGD(model.parameters(), lr=1.0), minibatches)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters())) and loss() < start

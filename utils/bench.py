@@ -9,8 +9,13 @@ variant (tracing, scripting, compiling) is timed apart and left out of the speed
 saves for backward (the activations, measured with saved-tensor hooks; PyTorch keeps no peak-allocation
 counter on the CPU).
 
-The roofline: every variant does the same matrix products (:func:`training_flops`), so a training step can
-be no faster than those products alone. :func:`gemm_bound` times exactly those products on this machine, in
+End to end (on the CPU): one training epoch of the course's character language model (d2l's ``RNNLM`` /
+``RNNLMScratch`` around ``nn.GRU``, ``GRUScratch(reset_after=True)`` and the fastest ``FastGRU``), the same
+minibatches and the same loop for all, interleaved (:func:`language_model_speed`): what a user's training
+actually gains.
+
+The GEMM-only bound: every variant does the same matrix products (:func:`training_flops`), so a training step
+can be no faster than those products alone. :func:`gemm_bound` times exactly those products on this machine, in
 this process, and gives the GEMM-bound limit in tokens per second; the table reports each variant's share of
 it. The last line printed is ``best from-scratch / nn.GRU: X.XX (spread A-B)`` for the first size.
 
@@ -26,13 +31,16 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import d2l.torch as d2l
 import pandas as pd
 import torch
 from torch import nn
 
 from utils.cli import ArgumentParser
+from utils.data import TimeMachine
 from utils.fast_gru import STEP_DESCRIPTIONS, STEPS, FastGRU
 from utils.gru import GRUScratch
+from utils.language_model import language_model
 from utils.mode import quick_mode
 from utils.training import seed_everything
 
@@ -275,6 +283,66 @@ def best_ratio(table: pd.DataFrame) -> tuple[str, float]:
     return row["variant"], float(row["x nn.GRU"])
 
 
+LM_MODELS = {  # name -> (make_rnn(vocab_size, num_hiddens, fast_step)): the models of the end-to-end measurement
+    "nn.GRU (d2l.GRU in d2l.RNNLM)": lambda v, h, step: d2l.GRU(v, h, num_layers=1),
+    "GRUScratch(reset_after=True)": lambda v, h, step: GRUScratch(v, h, reset_after=True),
+    "FastGRU": lambda v, h, step: FastGRU.from_scratch(GRUScratch(v, h, reset_after=True), step)}
+LM_SIZES = ((CHAPTER_03, 10_240), (LECTURE, 2_048))  # (size, training windows per epoch)
+LM_QUICK = ((Size("tiny", T=8, B=16, num_inputs=28, num_hiddens=8), 64),)
+
+
+def language_model_epoch(model, optimizer, minibatches, clip: float = 1.0) -> None:
+    """One epoch of the course's language-model training: for each ``(X, Y)`` of token ids ``(B, T)``, the
+    cross-entropy of the next character, backward, gradient clipping at ``clip``, one SGD step."""
+    for X, Y in minibatches:
+        loss = model.loss(model(X), Y)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+
+
+def language_model_speed(size: Size, windows: int, *, repeats: int, fast_step: str = "backward_compile",
+                         lr: float = 4.0, seed: int = 0) -> pd.DataFrame:
+    """Seconds per training epoch of d2l language models around each layer of :data:`LM_MODELS`, end to end:
+    the same Time Machine minibatches (``windows`` windows of ``size.T`` characters in batches of ``size.B``,
+    ``size.num_hiddens`` units), the same loop (:func:`language_model_epoch`), one warm-up epoch each (where
+    ``torch.compile`` compiles), then ``repeats`` rounds in which the models take turns in a rotated order.
+    One row per model: the median seconds per epoch, and the median and range over the rounds of nn.GRU's
+    epoch time divided by the model's in the same round (above 1: faster than nn.GRU)."""
+    if repeats < 1 or windows < size.B:
+        raise ValueError(f"expected repeats >= 1 and at least one minibatch of windows (windows >= B={size.B}), "
+                         f"got repeats={repeats}, windows={windows}")
+    data = TimeMachine(batch_size=size.B, num_steps=size.T, num_train=windows, num_val=0)
+    minibatches = list(data.train_dataloader())
+    vocab_size = len(data.vocab)
+    epochs = {}
+    for name, make in LM_MODELS.items():
+        seed_everything(seed)
+        model = language_model(make(vocab_size, size.num_hiddens, fast_step), vocab_size, lr)
+        model(minibatches[0][0])  # d2l.RNNLM's output layer is lazy: create its weights before the optimizer
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        language_model_epoch(model, optimizer, minibatches)  # warm-up (and compiling)
+        epochs[name] = functools.partial(language_model_epoch, model, optimizer, minibatches)
+    seconds = interleaved_seconds(epochs, repeats=repeats)
+    reference = seconds[next(iter(LM_MODELS))]
+    tokens = sum(Y.numel() for _, Y in minibatches)
+    rows = []
+    for name, times in seconds.items():
+        ratios = [ref / s for ref, s in zip(reference, times)]
+        rows.append({"size": size.name, "model": name if name != "FastGRU" else f"FastGRU(step={fast_step!r})",
+                     "s per epoch": statistics.median(times), "tokens/s": tokens / statistics.median(times),
+                     "x nn.GRU": statistics.median(ratios), "x min": min(ratios), "x max": max(ratios)})
+    return pd.DataFrame(rows)
+
+
+def format_language_model_speed(table: pd.DataFrame) -> str:
+    """The end-to-end table as text."""
+    return table.to_string(index=False, formatters={
+        "s per epoch": "{:.3f}".format, "tokens/s": "{:,.0f}".format, "x nn.GRU": "{:.2f}".format,
+        "x min": "{:.2f}".format, "x max": "{:.2f}".format})
+
+
 TABLE_COLUMNS = ["size", "variant", "step", "tokens/s", "x nn.GRU", "x min", "x max", "of GEMM bound", "saved KB",
                  "first call s"]
 
@@ -330,6 +398,18 @@ def main(argv=None) -> pd.DataFrame:
         torch.set_num_threads(threads_before)
     print(format_table(table))
     print(format_roofline(table))
+    if device.type == "cpu":
+        quick = settings is QUICK
+        print("end to end: one training epoch of the course's language model (the same minibatches and loop), "
+              f"{settings.repeats} interleaved repeats after a warm-up epoch")
+        torch.set_num_threads(threads)
+        try:
+            end_to_end = pd.concat([language_model_speed(size, windows, repeats=settings.repeats,
+                                                         fast_step="backward" if quick else "backward_compile")
+                                    for size, windows in (LM_QUICK if quick else LM_SIZES)], ignore_index=True)
+        finally:
+            torch.set_num_threads(threads_before)
+        print(format_language_model_speed(end_to_end))
     best, ratio = best_ratio(table)
     row = table[(table["size"] == table["size"].iloc[0]) & (table["variant"] == best)].iloc[0]
     print(f"best from-scratch / nn.GRU: {ratio:.2f} (spread {row['x min']:.2f}-{row['x max']:.2f}, {best}, "

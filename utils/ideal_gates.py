@@ -4,7 +4,7 @@ In d2l's convention ``H_t = Z_t * H_{t-1} + (1 - Z_t) * H~_t`` with
 ``H~_t = tanh(X_t W_xh + (R_t * H_{t-1}) W_hh + b_h)``. Steps are counted from 0 here, as in the code.
 
 - :func:`ideal_gate_schedule`: the schedule, with masks marking the entries whose value does not matter;
-- :func:`perturbation_effects`: the proof, how much each output moves when one input is perturbed;
+- :func:`perturbation_effects`: the check, how much each output moves when one input is perturbed;
 - :func:`marked_recall_task`: a task whose target is the symbol at ``t'``, for a GRU to learn the schedule.
 """
 import math
