@@ -320,17 +320,6 @@ HELPERS = [("gru_step", via_step_forward, "step_forward"), ("gru_step", via_rese
            ("reset_only_step", saturated("z", -1e4), "_gru_new_state"),
            ("update_only_step", saturated_course_step("r", 1e4), "GRUScratch.step"),
            ("reset_only_step", saturated_course_step("z", -1e4), "GRUScratch.step")]
-HELPER_IDS = [f"{name}-{function}-{i}" for i, (name, _, function) in enumerate(HELPERS)]
-
-
-@pytest.mark.parametrize("name, answer, function", HELPERS, ids=HELPER_IDS)
-def test_the_helpers_give_the_right_values_when_unchecked(name, answer, function):
-    assert_right_when_unchecked(name, answer)
-
-
-@pytest.mark.parametrize("name, answer, function", HELPERS, ids=HELPER_IDS)
-def test_the_course_helpers_and_the_checkers_formulas_are_refused(capsys, name, answer, function):
-    fails(capsys, name, answer, f"ran {function} from the course's code (utils/")
 
 
 # ---------- 5. torch doing the exercise ----------
@@ -723,16 +712,17 @@ NEW_COURSE = [("reset_after_gru_step", reset_after_by_the_course, "GRUScratch.st
               ("unpack_gru_weights", unpacked_by_from_torch, "GRUScratch.from_torch"),
               ("text_perplexity", perplexity_by_the_course, "perplexity"),
               ("parameter_budget", budget_by_the_course, "GRUScratch.__init__")]
-NEW_COURSE_IDS = [f"{name}-{function}" for name, _, function in NEW_COURSE]
+COURSE_ROUTES = HELPERS + NEW_COURSE  # every route through the course's own code (or the checker's formulas)
+COURSE_ROUTE_IDS = [f"{name}-{function}-{i}" for i, (name, _, function) in enumerate(COURSE_ROUTES)]
 
 
-@pytest.mark.parametrize("name, answer, function", NEW_COURSE, ids=NEW_COURSE_IDS)
-def test_the_new_exercises_course_routes_are_right_when_unchecked(name, answer, function):
+@pytest.mark.parametrize("name, answer, function", COURSE_ROUTES, ids=COURSE_ROUTE_IDS)
+def test_the_course_routes_give_the_right_values_when_unchecked(name, answer, function):
     assert_right_when_unchecked(name, answer)
 
 
-@pytest.mark.parametrize("name, answer, function", NEW_COURSE, ids=NEW_COURSE_IDS)
-def test_the_new_exercises_refuse_the_course_implementation(capsys, name, answer, function):
+@pytest.mark.parametrize("name, answer, function", COURSE_ROUTES, ids=COURSE_ROUTE_IDS)
+def test_the_course_routes_are_refused(capsys, name, answer, function):
     fails(capsys, name, answer, f"ran {function} from the course's code (utils/")
 
 
