@@ -48,7 +48,8 @@ run-notebooks: $(STAMP)
 	$(PY) -m utils.notebooks run notebooks/[0-9]*.ipynb
 
 # Training throughput of nn.GRU against the from-scratch GRUs (chapter 11): at torch's default thread count,
-# then on one thread; each prints a table, the GEMM-bound roofline and, last, the best ratio.
+# then on one thread; each prints a table, the GEMM-only bound (matrix products alone), one training epoch of the
+# course's language model end to end and, last, the best ratio.
 bench: $(STAMP)
 	$(PY) -m utils.bench --threads default
 	$(PY) -m utils.bench --threads 1

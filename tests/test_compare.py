@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from utils.compare import compare, mean_interval, sentence, sign_test, summarize
+from utils.compare import compare, compare_to_value, mean_interval, sentence, sign_test, summarize
 
 
 def table(a_values, b_values, a_seeds=None, b_seeds=None):
@@ -77,3 +77,19 @@ def test_the_sentence_states_the_numbers_and_the_verdict():
 def test_summaries():
     summary = summarize(table([1.0, 3.0], [2.0]), "model", "error")
     assert summary.loc["A"].tolist() == [2, 2.0, 1.0, 2.0, 3.0] and summary.loc["B", "runs"] == 1
+
+
+def test_seeds_against_one_number_use_the_one_sample_interval_and_say_so():
+    values = pd.Series([0.64, 0.61, 0.68, 0.62, 0.63], index=[0, 1, 2, 3, 4])
+    result = compare_to_value(values, 0.9, "GRU", "baseline", higher_is_better=False)
+    expected = stats.ttest_1samp(values - 0.9, 0).confidence_interval(0.95)
+    assert result["interval"] == pytest.approx((expected.low, expected.high))
+    assert result["verdict"] == "GRU better" and result["wins"] == 5 and result["mean b"] == pytest.approx(0.9)
+    assert "baseline is one number" in sentence(result, "RMSE")
+    straddling = compare_to_value(values, 0.636, "GRU", "baseline", higher_is_better=False)
+    assert straddling["verdict"] == "not resolved with 5 seeds"
+    assert compare_to_value(values, 0.5, "GRU", "baseline", higher_is_better=False)["verdict"] == "baseline better"
+    with pytest.raises(ValueError, match="finite"):
+        compare_to_value(values, float("nan"), "GRU", "baseline", higher_is_better=False)
+    with pytest.raises(ValueError, match="same seed"):
+        compare_to_value(pd.Series([0.6, 0.7], index=[0, 0]), 0.9, "GRU", "baseline", higher_is_better=False)

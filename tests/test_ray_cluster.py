@@ -5,7 +5,10 @@ attempt recorded as failed. Every Ray process the test starts, it stops."""
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 from utils.runner import local_head, read_results_file
 
@@ -72,11 +75,56 @@ def test_a_study_runs_on_a_two_node_cluster_and_survives_killed_workers(tmp_path
     assert not [pid for sid in sessions for pid in session_processes(sid)]
 
 
-def test_a_driver_without_the_token_is_told_how_to_get_it(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def one_cpu_head():
+    """A head with one CPU, as `make test` starts one (shared by the tests below, which leave it as it was)."""
+    old = os.environ.pop("RAY_num_workers_soft_limit", None)
+    try:
+        with local_head(num_cpus=1) as reach:
+            yield reach
+    finally:
+        if old is not None:
+            os.environ["RAY_num_workers_soft_limit"] = old
+
+
+def test_a_driver_without_the_token_is_told_how_to_get_it(tmp_path, monkeypatch, one_cpu_head):
     monkeypatch.setenv("HOME", str(tmp_path))
-    with local_head(num_cpus=1) as reach:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        result = subprocess.run([sys.executable, "-c", "from utils.runner import _start_ray; _start_ray()"],
-                                env={**env, "RAY_ADDRESS": reach["RAY_ADDRESS"], "RAY_AUTH_MODE": "token"},
-                                capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    result = subprocess.run([sys.executable, "-c", "from utils.runner import _start_ray; _start_ray()"],
+                            env={**env, "RAY_ADDRESS": one_cpu_head["RAY_ADDRESS"], "RAY_AUTH_MODE": "token"},
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "RAY_AUTH_MODE=token and copy the head's" in result.stderr, result.stderr[-2000:]
+
+
+STUDIES_IN_ONE_JOB = """
+    from utils.runner import Study, _start_ray, read_results_file, run_study
+    _start_ray()  # connected once, as a chapter is: its studies are one Ray job
+    pids = set()
+    for wave in range(4):
+        study = Study("wave", value_trial, grid={{"a": [wave], "b": ["x"]}}, seeds=(0,), fixed={{"sleep": 0.3}})
+        path = {folder!r} + f"/{{wave}}.jsonl"
+        run_study(study, path, progress=False, complete=True)
+        pids |= {{record["pid"] for record in read_results_file(path)[1]}}
+    print("pids", len(pids))
+"""
+
+
+def test_concurrent_studies_on_one_head_keep_their_workers(tmp_path, monkeypatch, one_cpu_head):
+    """Two chapters' studies at once on one head (as in `make test`): each job's trials run in the worker it
+    started first, instead of Ray killing an idle worker of one job to start one for the other at every trial."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    env = environment(**one_cpu_head)
+    drivers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        code = "from ray_support import value_trial\n" + textwrap.dedent(STUDIES_IN_ONE_JOB).format(
+            folder=str(tmp_path / name))
+        drivers.append(start_driver(code, env, tmp_path / f"{name}.log"))
+    try:
+        for driver in drivers:
+            driver.wait(180)
+    finally:
+        kill_sessions([d.pid for d in drivers])
+    logs = [(tmp_path / f"{name}.log").read_text() for name in ("a", "b")]
+    assert all(d.returncode == 0 for d in drivers), logs
+    assert [log.split()[-1] for log in logs] == ["1", "1"], logs

@@ -1,7 +1,8 @@
 """Comparisons as claims about distributions: several seeds per model, paired by seed. Per seed, the
 difference between the two models; over the seeds, the mean difference with a t interval and the sign test's
 count of wins. The verdict is "A better", "B better" or "not resolved with n seeds": never "equal", because
-failing to find a difference with a few seeds is not evidence that there is none."""
+failing to find a difference with a few seeds is not evidence that there is none. A deterministic baseline (one
+number, no seeds) is compared with each seed's value the same way (:func:`compare_to_value`)."""
 import math
 
 import numpy as np
@@ -54,7 +55,25 @@ def compare(table: pd.DataFrame, column: str, a, b, value: str, *, higher_is_bet
                              f"{pair_by} (e.g. one learning rate) before comparing")
         runs[name] = rows.set_index(pair_by)[value]
     common = runs[a].index.intersection(runs[b].index)
-    differences = runs[a][common] - runs[b][common]
+    return _judge(a, b, runs[a][common], runs[b][common], higher_is_better, confidence)
+
+
+def compare_to_value(values: pd.Series, reference: float, a: str, b: str, *, higher_is_better: bool,
+                     confidence: float = 0.95) -> dict:
+    """Compare runs of ``a`` (``values``, one per seed, indexed by seed) with one number ``reference`` of ``b``
+    (a deterministic baseline: no seed to pair with). Same result as :func:`compare`, with the differences
+    ``values - reference`` and ``"mean b"`` the reference itself."""
+    values = pd.Series(values, dtype=float)
+    if values.index.duplicated().any():
+        raise ValueError(f"{a!r} has several runs with the same seed: give one value per seed")
+    if not np.isfinite(reference):
+        raise ValueError(f"the reference of {b!r} must be a finite number, got {reference!r}")
+    return {**_judge(a, b, values, pd.Series(float(reference), index=values.index), higher_is_better, confidence),
+            "reference": True}
+
+
+def _judge(a, b, values_a: pd.Series, values_b: pd.Series, higher_is_better: bool, confidence: float) -> dict:
+    differences = values_a - values_b
     sign = 1 if higher_is_better else -1
     wins, losses = int((sign * differences > 0).sum()), int((sign * differences < 0).sum())
     low, high = mean_interval(differences, confidence)
@@ -63,15 +82,15 @@ def compare(table: pd.DataFrame, column: str, a, b, value: str, *, higher_is_bet
     elif sign * low < 0 and sign * high < 0:
         verdict = f"{b} better"
     else:
-        verdict = f"not resolved with {len(common)} seeds"
-    return {"a": a, "b": b, "mean a": runs[a][common].mean(), "mean b": runs[b][common].mean(),
-            "differences": differences, "mean difference": differences.mean(), "interval": (low, high),
-            "confidence": confidence, "wins": wins, "losses": losses, "pairs": len(common),
-            "p": sign_test(wins, losses), "verdict": verdict}
+        verdict = f"not resolved with {len(differences)} seeds"
+    return {"a": a, "b": b, "mean a": values_a.mean(), "mean b": values_b.mean(), "differences": differences,
+            "mean difference": differences.mean(), "interval": (low, high), "confidence": confidence, "wins": wins,
+            "losses": losses, "pairs": len(differences), "p": sign_test(wins, losses), "verdict": verdict,
+            "reference": False}
 
 
 def sentence(result: dict, value: str, fmt: str = "{:.3g}") -> str:
-    """Two lines that state a :func:`compare` result with its numbers: the means, the per-seed differences,
+    """Two lines that state a :func:`compare` (or :func:`compare_to_value`) result with its numbers: the means, the per-seed differences,
     the interval of their mean, the wins with the sign test's p, and the verdict."""
     f = lambda x: fmt.format(x)  # noqa: E731
     signed = lambda x: ("+" if x > 0 else "") + f(x)  # noqa: E731
@@ -79,7 +98,8 @@ def sentence(result: dict, value: str, fmt: str = "{:.3g}") -> str:
     low, high = result["interval"]
     interval = "no interval" if math.isnan(low) else (
         f"{result['confidence']:.0%} interval {signed(low)} to {signed(high)}")
-    return (f"{value}: {a} {f(result['mean a'])} vs {b} {f(result['mean b'])} (means of {n} paired seeds)\n"
+    seeds = f"mean of {n} seeds; {b} is one number" if result["reference"] else f"means of {n} paired seeds"
+    return (f"{value}: {a} {f(result['mean a'])} vs {b} {f(result['mean b'])} ({seeds})\n"
             f"  {a} - {b} by seed: {', '.join(signed(d) for d in result['differences'])}; mean "
             f"{signed(result['mean difference'])}, {interval}; {a} better on {result['wins']} of {n} "
             f"(sign test p = {result['p']:.2g}): {result['verdict']}")

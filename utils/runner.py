@@ -65,6 +65,7 @@ COURSE_ENV = (QUICK_ENV, ROOT_ENV, OUTPUT_ENV, STORE_ENV, "PYTHONPATH")
 KEY = "seed"  # with the grid's names, what identifies a trial
 RECORD_COLUMNS = ("status", "error", "seconds", "run")  # results_table's own columns besides the trial's
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+IDLE_WORKERS_PER_CPU = 4  # idle Ray workers a local head keeps per CPU, so that concurrent studies reuse theirs
 RAY_START_TRIES = 3  # a local start that times out on a busy machine is tried this often
 DEFAULT_TIME_LIMIT = 6 * 3600.0  # seconds a trial may run (the longest course trial takes minutes)
 
@@ -624,7 +625,8 @@ def _free_port() -> int:
 def local_head(num_cpus: int | None = None):
     """One Ray head on this machine for the block, started as a cluster's head is (``ray start --head``, token
     authentication with a new token in a temporary folder): yields the variables that reach it
-    (``RAY_ADDRESS``, ``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN_PATH``); every process of it is stopped at the end."""
+    (``RAY_ADDRESS``, ``RAY_AUTH_MODE``, ``RAY_AUTH_TOKEN_PATH``); every process of it is stopped at the end.
+    Concurrent studies keep their idle workers (``IDLE_WORKERS_PER_CPU``) instead of restarting them per trial."""
     num_cpus = os.cpu_count() if num_cpus is None else num_cpus
     check_counts("local_head", num_cpus=num_cpus)
     with tempfile.TemporaryDirectory(prefix="gru-course-ray-") as folder:
@@ -634,6 +636,9 @@ def local_head(num_cpus: int | None = None):
         port = _free_port()
         reach = {"RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
         env = {k: v for k, v in {**os.environ, **reach}.items() if k != "RAY_ADDRESS"}
+        # Ray keeps about one idle worker per CPU and kills the rest; with several studies (jobs) at once, each
+        # trial of one job would then start a new worker (importing torch) in place of another job's idle one.
+        env.setdefault("RAY_num_workers_soft_limit", str(IDLE_WORKERS_PER_CPU * num_cpus))
         log = Path(folder) / "head.log"
         sessions = []
         try:
