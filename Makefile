@@ -26,12 +26,13 @@ lab: $(STAMP)
 # Everything: the environment self-check, unit tests, and every notebook executed in quick mode, on every core
 # (pytest-xdist; a notebook's cells stay together), beside one Ray head that every study reaches through
 # RAY_ADDRESS (the cluster path, with token authentication), with the slowest tests listed at the end. The
-# notebooks come first: the longest files start early and the many short unit-test files fill the end.
+# notebooks and the two longest test files (Ray clusters, interrupted runs) come first: the longest files start
+# early and the many short unit-test files fill the end.
 XDIST ?= auto
 test: $(STAMP)
 	$(QUICK) $(PY) -m utils.envcheck
 	$(QUICK) $(PY) -m utils.runner head -- $(PY) -m pytest -n $(XDIST) --dist loadfile --durations=15 \
-		notebooks tests $(NBVAL) --ignore=notebooks/student
+		notebooks tests/test_ray_cluster.py tests/test_runner.py tests $(NBVAL) --ignore=notebooks/student
 
 unit: $(STAMP)
 	$(QUICK) $(PY) -m pytest tests
