@@ -185,12 +185,13 @@ class GRUScratch(d2l.Module):
     @classmethod
     def from_torch(cls, gru: nn.GRU) -> "GRUScratch":
         """A ``reset_after=True`` GRUScratch with the weights of a one-layer, unidirectional,
-        time-major ``nn.GRU`` with biases; its outputs and final state equal the ``nn.GRU``'s.
+        time-major ``nn.GRU`` with biases; its outputs and final state equal the ``nn.GRU``'s up to float
+        rounding.
 
         PyTorch stores ``weight_ih_l0`` of shape ``(3h, num_inputs)`` and ``weight_hh_l0`` of shape
         ``(3h, h)`` with the rows of the reset, update and candidate parts in that order, and two biases
-        per gate; the gate biases add up (``b_r = b_ir + b_hr``), the candidate keeps both
-        (``b_h = b_in``, ``b_hh = b_hn``).
+        per block (the two gates and the candidate); the gate biases add up (``b_r = b_ir + b_hr``), the
+        candidate keeps both (``b_h = b_in``, ``b_hh = b_hn``).
         """
         if not isinstance(gru, nn.GRU):
             raise TypeError(f"from_torch expects a torch.nn.GRU, got {type(gru).__name__}")
