@@ -91,5 +91,7 @@ def test_seeds_against_one_number_use_the_one_sample_interval_and_say_so():
     assert compare_to_value(values, 0.5, "GRU", "baseline", higher_is_better=False)["verdict"] == "baseline better"
     with pytest.raises(ValueError, match="finite"):
         compare_to_value(values, float("nan"), "GRU", "baseline", higher_is_better=False)
+    with pytest.raises(ValueError, match="no values"):
+        compare_to_value(pd.Series([], dtype=float), 0.9, "GRU", "baseline", higher_is_better=False)
     with pytest.raises(ValueError, match="same seed"):
         compare_to_value(pd.Series([0.6, 0.7], index=[0, 0]), 0.9, "GRU", "baseline", higher_is_better=False)

@@ -64,6 +64,8 @@ def compare_to_value(values: pd.Series, reference: float, a: str, b: str, *, hig
     (a deterministic baseline: no seed to pair with). Same result as :func:`compare`, with the differences
     ``values - reference`` and ``"mean b"`` the reference itself."""
     values = pd.Series(values, dtype=float)
+    if values.empty:
+        raise ValueError(f"no values of {a!r} to compare with {b!r}")
     if values.index.duplicated().any():
         raise ValueError(f"{a!r} has several runs with the same seed: give one value per seed")
     if not np.isfinite(reference):
@@ -90,8 +92,8 @@ def _judge(a, b, values_a: pd.Series, values_b: pd.Series, higher_is_better: boo
 
 
 def sentence(result: dict, value: str, fmt: str = "{:.3g}") -> str:
-    """Two lines that state a :func:`compare` (or :func:`compare_to_value`) result with its numbers: the means, the per-seed differences,
-    the interval of their mean, the wins with the sign test's p, and the verdict."""
+    """Two lines that state a :func:`compare` (or :func:`compare_to_value`) result with its numbers: the
+    means, the per-seed differences, the interval of their mean, the wins with the sign test's p, the verdict."""
     f = lambda x: fmt.format(x)  # noqa: E731
     signed = lambda x: ("+" if x > 0 else "") + f(x)  # noqa: E731
     a, b, n = result["a"], result["b"], result["pairs"]
